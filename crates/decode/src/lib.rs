@@ -20,6 +20,7 @@ use std::fmt;
 use nhiwatch_model::Event;
 
 pub mod agent;
+pub mod aws;
 pub mod cloudtrail;
 pub mod github;
 pub mod k8s;

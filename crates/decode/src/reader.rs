@@ -188,7 +188,11 @@ impl Reader {
                 self.read_file(&path, sinks)
             };
             if let Err(err) = result {
-                self.reject_input(&path.display().to_string(), format!("cannot read input: {err}"), sinks);
+                self.reject_input(
+                    &path.display().to_string(),
+                    format!("cannot read input: {err}"),
+                    sinks,
+                );
             }
         }
         Ok(())
@@ -212,7 +216,12 @@ impl Reader {
         Ok(())
     }
 
-    fn read_zip<R: Read + Seek>(&mut self, name: &str, input: R, sinks: &mut Sinks<'_>) -> io::Result<()> {
+    fn read_zip<R: Read + Seek>(
+        &mut self,
+        name: &str,
+        input: R,
+        sinks: &mut Sinks<'_>,
+    ) -> io::Result<()> {
         let mut archive = zip::ZipArchive::new(input).map_err(io::Error::other)?;
         for i in 0..archive.len() {
             let mut entry = archive.by_index(i).map_err(io::Error::other)?;
@@ -227,20 +236,36 @@ impl Reader {
     }
 
     /// Reads one stream, unwrapping gzip and zip, then JSON or protobuf.
-    fn read_buffered(&mut self, name: &str, input: &mut dyn BufRead, depth: u8, sinks: &mut Sinks<'_>) {
+    fn read_buffered(
+        &mut self,
+        name: &str,
+        input: &mut dyn BufRead,
+        depth: u8,
+        sinks: &mut Sinks<'_>,
+    ) {
         if let Err(err) = self.read_stream(name, input, depth, sinks) {
             self.reject_input(name, format!("cannot read input: {err}"), sinks);
         }
     }
 
-    fn read_stream(&mut self, name: &str, input: &mut dyn BufRead, depth: u8, sinks: &mut Sinks<'_>) -> io::Result<()> {
+    fn read_stream(
+        &mut self,
+        name: &str,
+        input: &mut dyn BufRead,
+        depth: u8,
+        sinks: &mut Sinks<'_>,
+    ) -> io::Result<()> {
         let head = fill(input)?;
         if head.is_empty() {
             return Ok(());
         }
         if head.starts_with(&[0x1f, 0x8b]) {
             if depth >= 2 {
-                self.reject_input(name, "compressed more than twice over; refusing to unpack further".into(), sinks);
+                self.reject_input(
+                    name,
+                    "compressed more than twice over; refusing to unpack further".into(),
+                    sinks,
+                );
                 return Ok(());
             }
             let mut unzipped = BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(input));
@@ -248,7 +273,11 @@ impl Reader {
         }
         if head.starts_with(b"PK\x03\x04") {
             if depth >= 2 {
-                self.reject_input(name, "archive nested more than twice over; refusing to unpack further".into(), sinks);
+                self.reject_input(
+                    name,
+                    "archive nested more than twice over; refusing to unpack further".into(),
+                    sinks,
+                );
                 return Ok(());
             }
             let Some(bytes) = self.read_bounded(name, input, sinks)? else {
@@ -278,13 +307,43 @@ impl Reader {
     }
 
     /// JSON lines, or (when the first value spans lines) a stream of whole documents.
-    fn read_json(&mut self, name: &str, input: &mut dyn BufRead, sinks: &mut Sinks<'_>) -> io::Result<()> {
+    fn read_json(
+        &mut self,
+        name: &str,
+        input: &mut dyn BufRead,
+        sinks: &mut Sinks<'_>,
+    ) -> io::Result<()> {
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut line_no = 0u64;
         let mut first_record = true;
         loop {
+            if !first_record {
+                // The common case: the whole line is in the input's buffer already, and is
+                // decoded from there rather than copied out first.
+                let available = fill(input)?;
+                let max = self.options.max_record_bytes;
+                if let Some(end) = memchr::memchr(b'\n', available).filter(|&end| end < max) {
+                    line_no += 1;
+                    let place = Place {
+                        file: name,
+                        line: line_no,
+                        index: None,
+                    };
+                    let line = available.get(..end).unwrap_or_default();
+                    if let Some(text) = self.line_text(place, line, sinks) {
+                        self.record(place, text, sinks);
+                    }
+                    input.consume(end + 1);
+                    continue;
+                }
+            }
             let line = next_line(input, &mut buf, self.options.max_record_bytes)?;
             line_no += 1;
+            let place = Place {
+                file: name,
+                line: line_no,
+                index: None,
+            };
             let len = match line {
                 Line::Eof => return Ok(()),
                 Line::TooLong(len) => {
@@ -293,23 +352,13 @@ impl Reader {
                         "record is {len} bytes, over the {}-byte limit (--max-record-bytes)",
                         self.options.max_record_bytes
                     );
-                    let place = Place { file: name, line: line_no, index: None };
                     self.reject_kept(place, DecodeError::new(reason), &buf, true, sinks);
                     continue;
                 }
                 Line::Complete => buf.len(),
             };
-            let text = trim_line(&buf[..len]);
-            if text.is_empty() {
+            let Some(text) = self.line_text(place, &buf[..len], sinks) else {
                 continue;
-            }
-            let text = match std::str::from_utf8(text) {
-                Ok(text) => text,
-                Err(err) => {
-                    let reason = format!("invalid UTF-8 at byte {}", err.valid_up_to());
-                    self.reject(Place { file: name, line: line_no, index: None }, DecodeError::new(reason), text, sinks);
-                    continue;
-                }
             };
             if std::mem::take(&mut first_record) {
                 if let Err(err) = serde_json::from_str::<&RawValue>(text) {
@@ -319,7 +368,28 @@ impl Reader {
                     }
                 }
             }
-            self.record(Place { file: name, line: line_no, index: None }, text, sinks);
+            self.record(place, text, sinks);
+        }
+    }
+
+    /// The text of a line: `None` for a blank line, or (rejected) for one that is not UTF-8.
+    fn line_text<'l>(
+        &mut self,
+        place: Place<'_>,
+        line: &'l [u8],
+        sinks: &mut Sinks<'_>,
+    ) -> Option<&'l str> {
+        let text = trim_line(line);
+        if text.is_empty() {
+            return None;
+        }
+        match std::str::from_utf8(text) {
+            Ok(text) => Some(text),
+            Err(err) => {
+                let reason = format!("invalid UTF-8 at byte {}", err.valid_up_to());
+                self.reject(place, DecodeError::new(reason), text, sinks);
+                None
+            }
         }
     }
 
@@ -337,7 +407,11 @@ impl Reader {
         rest.read_to_end(&mut first)?;
         if first.len() > limit {
             self.reject(
-                Place { file: name, line: first_line, index: None },
+                Place {
+                    file: name,
+                    line: first_line,
+                    index: None,
+                },
                 DecodeError::new(format!(
                     "multi-line JSON document over the {limit}-byte limit (--max-document-bytes); \
                      write one record per line to stream it"
@@ -352,7 +426,16 @@ impl Reader {
             Err(err) => {
                 let line = first_line + count_lines(&first[..err.valid_up_to()]);
                 let reason = format!("invalid UTF-8 at byte {}", err.valid_up_to());
-                self.reject(Place { file: name, line, index: None }, DecodeError::new(reason), &first, sinks);
+                self.reject(
+                    Place {
+                        file: name,
+                        line,
+                        index: None,
+                    },
+                    DecodeError::new(reason),
+                    &first,
+                    sinks,
+                );
                 return Ok(());
             }
         };
@@ -366,12 +449,29 @@ impl Reader {
                     let offset = offset_in(text, value.get());
                     line += count_lines(&text.as_bytes()[counted_to..offset]);
                     counted_to = offset;
-                    self.record(Place { file: name, line, index: None }, value.get(), sinks);
+                    self.record(
+                        Place {
+                            file: name,
+                            line,
+                            index: None,
+                        },
+                        value.get(),
+                        sinks,
+                    );
                 }
                 Some(Err(err)) => {
                     let at = first_line + err.line() as u64 - 1;
                     let tail = &text[counted_to.min(text.len())..];
-                    self.reject(Place { file: name, line: at, index: None }, DecodeError::json(&err), tail.as_bytes(), sinks);
+                    self.reject(
+                        Place {
+                            file: name,
+                            line: at,
+                            index: None,
+                        },
+                        DecodeError::json(&err),
+                        tail.as_bytes(),
+                        sinks,
+                    );
                     return Ok(());
                 }
             }
@@ -392,12 +492,21 @@ impl Reader {
     }
 
     /// Reads a whole stream into memory, up to the document limit.
-    fn read_bounded(&mut self, name: &str, input: &mut dyn BufRead, sinks: &mut Sinks<'_>) -> io::Result<Option<Vec<u8>>> {
+    fn read_bounded(
+        &mut self,
+        name: &str,
+        input: &mut dyn BufRead,
+        sinks: &mut Sinks<'_>,
+    ) -> io::Result<Option<Vec<u8>>> {
         let limit = self.options.max_document_bytes;
         let mut bytes = Vec::new();
         input.take(limit as u64 + 1).read_to_end(&mut bytes)?;
         if bytes.len() > limit {
-            self.reject_input(name, format!("binary input over the {limit}-byte limit (--max-document-bytes)"), sinks);
+            self.reject_input(
+                name,
+                format!("binary input over the {limit}-byte limit (--max-document-bytes)"),
+                sinks,
+            );
             return Ok(None);
         }
         Ok(Some(bytes))
@@ -410,14 +519,21 @@ impl Reader {
             return;
         };
         let members = match kind {
-            Envelope::Records => serde_json::from_str::<RecordsEnvelope<'_>>(text).map(|e| e.records),
-            Envelope::EventList => serde_json::from_str::<EventListEnvelope<'_>>(text).map(|e| e.items),
+            Envelope::Records => {
+                serde_json::from_str::<RecordsEnvelope<'_>>(text).map(|e| e.records)
+            }
+            Envelope::EventList => {
+                serde_json::from_str::<EventListEnvelope<'_>>(text).map(|e| e.items)
+            }
             Envelope::Array => serde_json::from_str::<Vec<&RawValue>>(text),
         };
         let members = match members {
             Ok(members) => members,
             Err(err) => {
-                let place = Place { line: place.line + err.line() as u64 - 1, ..place };
+                let place = Place {
+                    line: place.line + err.line() as u64 - 1,
+                    ..place
+                };
                 self.reject(place, DecodeError::json(&err), text.as_bytes(), sinks);
                 return;
             }
@@ -428,7 +544,15 @@ impl Reader {
             let offset = offset_in(text, member.get());
             line += count_lines(&text.as_bytes()[counted_to..offset]);
             counted_to = offset;
-            self.single(Place { file: place.file, line, index: Some(index as u64) }, member.get(), sinks);
+            self.single(
+                Place {
+                    file: place.file,
+                    line,
+                    index: Some(index as u64),
+                },
+                member.get(),
+                sinks,
+            );
         }
     }
 
@@ -474,12 +598,25 @@ impl Reader {
         self.reject_counted(place, err, record, sinks);
     }
 
-    fn reject_counted(&mut self, place: Place<'_>, err: DecodeError, record: &[u8], sinks: &mut Sinks<'_>) {
+    fn reject_counted(
+        &mut self,
+        place: Place<'_>,
+        err: DecodeError,
+        record: &[u8],
+        sinks: &mut Sinks<'_>,
+    ) {
         self.reject_kept(place, err, record, false, sinks);
     }
 
     /// Reports a reject; `already_cut` says `record` is the head of a longer record.
-    fn reject_kept(&mut self, place: Place<'_>, err: DecodeError, record: &[u8], already_cut: bool, sinks: &mut Sinks<'_>) {
+    fn reject_kept(
+        &mut self,
+        place: Place<'_>,
+        err: DecodeError,
+        record: &[u8],
+        already_cut: bool,
+        sinks: &mut Sinks<'_>,
+    ) {
         self.stats.rejects += 1;
         let keep = record.len().min(REJECT_KEEP_BYTES);
         (sinks.reject)(Reject {
@@ -573,7 +710,11 @@ fn next_line(input: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> io::Resu
         total += take as u64;
         input.consume(take);
         if done {
-            return Ok(if too_long { Line::TooLong(total) } else { Line::Complete });
+            return Ok(if too_long {
+                Line::TooLong(total)
+            } else {
+                Line::Complete
+            });
         }
     }
 }
@@ -636,7 +777,13 @@ mod tests {
     fn read(bytes: &[u8]) -> (Vec<Event<'static>>, Vec<Reject>) {
         let mut events = Vec::new();
         let mut rejects = Vec::new();
-        let mut reader = Reader::new(ReadOptions { max_record_bytes: 4096, ..Default::default() }, None);
+        let mut reader = Reader::new(
+            ReadOptions {
+                max_record_bytes: 4096,
+                ..Default::default()
+            },
+            None,
+        );
         let mut sinks = Sinks {
             event: &mut |e| events.push(e.into_owned()),
             reject: &mut |r| rejects.push(r),
@@ -667,7 +814,11 @@ mod tests {
         let (events, rejects) = read(input.as_bytes());
         assert_eq!(events.len(), 1);
         assert_eq!(rejects.len(), 1);
-        assert!(rejects[0].reason.contains("over the 4096-byte limit"), "{}", rejects[0]);
+        assert!(
+            rejects[0].reason.contains("over the 4096-byte limit"),
+            "{}",
+            rejects[0]
+        );
         assert!(rejects[0].truncated);
         assert_eq!(rejects[0].record.len(), REJECT_KEEP_BYTES);
     }
@@ -677,7 +828,11 @@ mod tests {
         let input = [b"\xff\xfe{}\n".as_slice(), NORMALISED.as_bytes()].concat();
         let (events, rejects) = read(&input);
         assert_eq!(events.len(), 1);
-        assert!(rejects[0].reason.contains("invalid UTF-8"), "{}", rejects[0]);
+        assert!(
+            rejects[0].reason.contains("invalid UTF-8"),
+            "{}",
+            rejects[0]
+        );
     }
 
     #[test]
@@ -686,14 +841,20 @@ mod tests {
         let (events, rejects) = read(pretty.as_bytes());
         assert_eq!(events.len(), 1);
         assert_eq!(rejects.len(), 1);
-        assert_eq!((rejects[0].line, rejects[0].index), (3, Some(1)), "{}", rejects[0]);
+        assert_eq!(
+            (rejects[0].line, rejects[0].index),
+            (3, Some(1)),
+            "{}",
+            rejects[0]
+        );
     }
 
     #[test]
     fn gzip_is_unpacked() {
         use std::io::Write;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(format!("{NORMALISED}\n{NORMALISED}\n").as_bytes()).unwrap();
+        gz.write_all(format!("{NORMALISED}\n{NORMALISED}\n").as_bytes())
+            .unwrap();
         let (events, rejects) = read(&gz.finish().unwrap());
         assert_eq!((events.len(), rejects.len()), (2, 0));
     }

@@ -36,6 +36,9 @@ finder!(EVENT_SOURCE, "\"eventSource\"");
 finder!(USER_IDENTITY, "\"userIdentity\"");
 finder!(AWS_REGION, "\"awsRegion\"");
 finder!(RECIPIENT_ACCOUNT, "\"recipientAccountId\"");
+// Panther stores some CloudTrail records with lower-cased keys.
+finder!(EVENT_NAME_LOWER, "\"eventname\"");
+finder!(EVENT_SOURCE_LOWER, "\"eventsource\"");
 finder!(AUDIT_ID, "\"auditID\"");
 finder!(AUDIT_API, "audit.k8s.io/");
 finder!(OBJECT_REF, "\"objectRef\"");
@@ -61,6 +64,11 @@ fn has(finder: &Finder<'_>, text: &[u8]) -> bool {
 /// Which format a record is in, judged by its keys; `None` when no format's signature matches
 /// (the reader then uses the generic mapping, if one is configured).
 pub fn sniff(record: &str) -> Option<Format> {
+    // CloudTrail writes `eventVersion` first (S3 delivery, CloudTrail Lake, EventBridge
+    // exports), and no other format has that key: the common case needs no scan at all.
+    if first_key(record.trim_start()) == Some("eventVersion") {
+        return Some(Format::CloudTrail);
+    }
     let b = record.as_bytes();
     if has(&ACTION_CLASS, b) && has(&RAW, b) {
         return Some(Format::Normalised);
@@ -68,11 +76,12 @@ pub fn sniff(record: &str) -> Option<Format> {
     if has(&RESOURCE_SPANS, b) {
         return Some(Format::OtlpJson);
     }
-    if has(&EVENT_NAME, b)
+    if (has(&EVENT_NAME, b)
         && (has(&EVENT_SOURCE, b)
             || has(&USER_IDENTITY, b)
             || has(&AWS_REGION, b)
-            || has(&RECIPIENT_ACCOUNT, b))
+            || has(&RECIPIENT_ACCOUNT, b)))
+        || (has(&EVENT_NAME_LOWER, b) && has(&EVENT_SOURCE_LOWER, b))
     {
         return Some(Format::CloudTrail);
     }
@@ -102,8 +111,11 @@ pub(crate) fn envelope(record: &str) -> Option<Envelope> {
     if trimmed.starts_with('[') {
         return Some(Envelope::Array);
     }
-    if first_key(trimmed) == Some("Records") {
-        return Some(Envelope::Records);
+    match first_key(trimmed) {
+        Some("Records") => return Some(Envelope::Records),
+        // A CloudTrail record (see `sniff`): no need to look for `EventList`.
+        Some("eventVersion") => return None,
+        _ => {}
     }
     let head = &trimmed.as_bytes()[..trimmed.len().min(512)];
     if has(&EVENT_LIST, head) {
@@ -116,8 +128,8 @@ pub(crate) fn envelope(record: &str) -> Option<Envelope> {
 fn first_key(text: &str) -> Option<&str> {
     let rest = text.strip_prefix('{')?.trim_start();
     let rest = rest.strip_prefix('"')?;
-    let end = rest.find(['"', '\\'])?;
-    Some(&rest[..end])
+    let end = rest.bytes().position(|b| b == b'"' || b == b'\\')?;
+    rest.get(..end)
 }
 
 #[cfg(test)]
@@ -127,12 +139,28 @@ mod tests {
     #[test]
     fn recognises_each_format_by_its_keys() {
         let cases = [
-            (r#"{"eventVersion":"1.08","eventSource":"s3.amazonaws.com","eventName":"GetObject"}"#, Some(Format::CloudTrail)),
-            (r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"x"}"#, Some(Format::K8sAudit)),
+            (
+                r#"{"eventVersion":"1.08","eventSource":"s3.amazonaws.com","eventName":"GetObject"}"#,
+                Some(Format::CloudTrail),
+            ),
+            (
+                r#"{"eventname":"GetRecords","eventsource":"dynamodb.amazonaws.com"}"#,
+                Some(Format::CloudTrail),
+            ),
+            (
+                r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"x"}"#,
+                Some(Format::K8sAudit),
+            ),
             (r#"{"resourceSpans":[]}"#, Some(Format::OtlpJson)),
             (r#"{"index":1,"messages":[]}"#, Some(Format::AgentTrace)),
-            (r#"{"action":"repo.create","actor":"bot","created_at":1}"#, Some(Format::GithubAudit)),
-            (r#"{"id":"e","action":"s3:GetObject","action_class":"read","raw":{"eventSource":"s3","eventName":"x"}}"#, Some(Format::Normalised)),
+            (
+                r#"{"action":"repo.create","actor":"bot","created_at":1}"#,
+                Some(Format::GithubAudit),
+            ),
+            (
+                r#"{"id":"e","action":"s3:GetObject","action_class":"read","raw":{"eventSource":"s3","eventName":"x"}}"#,
+                Some(Format::Normalised),
+            ),
             (r#"{"who":"me"}"#, None),
         ];
         for (record, format) in cases {

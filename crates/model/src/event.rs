@@ -66,7 +66,9 @@ impl fmt::Display for Source {
 }
 
 /// What sort of principal an identity is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentityKind {
     /// A cloud role assumed by workloads or pipelines (an AWS IAM role).
@@ -105,7 +107,9 @@ impl IdentityKind {
 }
 
 /// The broad class of an action, used by detectors that do not care about the exact operation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionClass {
     /// Reads one object (Get, Describe one, read_file).
@@ -144,7 +148,9 @@ impl ActionClass {
 }
 
 /// How the provider answered the action.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// It was carried out.
@@ -339,8 +345,13 @@ mod tests {
         let event = sample();
         let json = serde_json::to_string(&event).unwrap();
         assert!(json.contains(r#""raw":{"eventID":"e-1"}"#), "{json}");
-        assert!(json.contains(r#""identity":{"id":"arn:aws:iam::123456789012:role/ci","kind":"role""#));
-        assert!(!json.contains("user_agent"), "absent fields are left out: {json}");
+        assert!(
+            json.contains(r#""identity":{"id":"arn:aws:iam::123456789012:role/ci","kind":"role""#)
+        );
+        assert!(
+            !json.contains("user_agent"),
+            "absent fields are left out: {json}"
+        );
         let back: Event<'_> = serde_json::from_str(&json).unwrap();
         assert_eq!(back.raw.get(), event.raw.get());
         assert_eq!(back.into_owned().id, event.id);

@@ -178,7 +178,8 @@ pub struct Finding {
 }
 
 /// The framework references every behavioural finding maps to.
-pub const BASE_FRAMEWORKS: [&str; 3] = ["OWASP-NHI-06", "NIST-CSF-2.0:DE.CM", "NIST-SP-800-207:5.1"];
+pub const BASE_FRAMEWORKS: [&str; 3] =
+    ["OWASP-NHI-06", "NIST-CSF-2.0:DE.CM", "NIST-SP-800-207:5.1"];
 
 impl Finding {
     /// A stable id from what makes a finding itself: the identity, the kind and the first
@@ -210,7 +211,10 @@ mod tests {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
         }
-        assert_eq!(serde_json::to_string(&Decision::StepUp).unwrap(), "\"step_up\"");
+        assert_eq!(
+            serde_json::to_string(&Decision::StepUp).unwrap(),
+            "\"step_up\""
+        );
     }
 
     #[test]

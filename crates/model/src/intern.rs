@@ -27,7 +27,8 @@ impl Interner {
         if let Some(&sym) = self.ids.get(text) {
             return sym;
         }
-        let sym = Sym(u32::try_from(self.names.len()).expect("more than 4 billion distinct strings"));
+        let sym =
+            Sym(u32::try_from(self.names.len()).expect("more than 4 billion distinct strings"));
         let name: Arc<str> = Arc::from(text);
         self.names.push(name.clone());
         self.ids.insert(name, sym);

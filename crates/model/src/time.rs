@@ -86,10 +86,14 @@ impl Timestamp {
             Ok(value)
         };
         if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
-            return Err(TimeError("timestamp is not in RFC 3339 form YYYY-MM-DDTHH:MM:SS"));
+            return Err(TimeError(
+                "timestamp is not in RFC 3339 form YYYY-MM-DDTHH:MM:SS",
+            ));
         }
         if b[16] != b':' {
-            return Err(TimeError("timestamp is not in RFC 3339 form YYYY-MM-DDTHH:MM:SS"));
+            return Err(TimeError(
+                "timestamp is not in RFC 3339 form YYYY-MM-DDTHH:MM:SS",
+            ));
         }
         let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
         let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
@@ -133,8 +137,16 @@ impl Timestamp {
                     -secs
                 }
             }
-            None => return Err(TimeError("timestamp has no UTC offset (expected 'Z' or +hh:mm)")),
-            _ => return Err(TimeError("timestamp has trailing characters after the seconds")),
+            None => {
+                return Err(TimeError(
+                    "timestamp has no UTC offset (expected 'Z' or +hh:mm)",
+                ))
+            }
+            _ => {
+                return Err(TimeError(
+                    "timestamp has trailing characters after the seconds",
+                ))
+            }
         };
         let days = days_from_civil(year, month, day);
         let secs = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_secs;
@@ -240,7 +252,11 @@ mod tests {
             ("1970-01-01 00:00:00z", 0),
         ];
         for (text, nanos) in cases {
-            assert_eq!(Timestamp::parse_rfc3339(text), Ok(Timestamp(nanos)), "{text}");
+            assert_eq!(
+                Timestamp::parse_rfc3339(text),
+                Ok(Timestamp(nanos)),
+                "{text}"
+            );
         }
     }
 
@@ -258,7 +274,10 @@ mod tests {
             "0001-01-01T00:00:00Z",
             "2020-09-14T01:19:40.Z",
         ] {
-            assert!(Timestamp::parse_rfc3339(text).is_err(), "{text} should fail");
+            assert!(
+                Timestamp::parse_rfc3339(text).is_err(),
+                "{text} should fail"
+            );
         }
     }
 
