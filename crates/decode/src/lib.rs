@@ -30,7 +30,7 @@ pub mod otel;
 mod reader;
 mod sniff;
 
-pub use reader::{ReadOptions, ReadStats, Reader, Reject, Sinks};
+pub use reader::{is_documentation, ReadOptions, ReadStats, Reader, Reject, Sinks};
 pub use sniff::sniff;
 
 /// Why a record could not be decoded. The [`Reader`] adds where (file, line).
@@ -52,7 +52,10 @@ impl DecodeError {
     }
 
     /// An error about one field.
-    pub fn field(field: impl Into<Cow<'static, str>>, reason: impl Into<Cow<'static, str>>) -> Self {
+    pub fn field(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
         DecodeError {
             field: Some(field.into()),
             reason: reason.into(),

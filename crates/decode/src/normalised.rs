@@ -16,7 +16,8 @@ impl RecordDecoder for NormalisedDecoder {
         record: &'a str,
         emit: &mut dyn FnMut(Event<'a>),
     ) -> Result<(), DecodeError> {
-        let event: Event<'a> = serde_json::from_str(record).map_err(|err| DecodeError::json(&err))?;
+        let event: Event<'a> =
+            serde_json::from_str(record).map_err(|err| DecodeError::json(&err))?;
         if event.id.is_empty() {
             return Err(DecodeError::field("id", "is empty"));
         }
@@ -47,7 +48,9 @@ mod tests {
     #[test]
     fn names_the_bad_field() {
         let line = r#"{"id":"e1","time":"yesterday","source":"cloudtrail","identity":{"id":"x","kind":"role"},"action":"a:b","action_class":"read","outcome":"success","raw":{}}"#;
-        let err = NormalisedDecoder::default().decode(line, &mut |_| {}).unwrap_err();
+        let err = NormalisedDecoder::default()
+            .decode(line, &mut |_| {})
+            .unwrap_err();
         assert!(err.to_string().contains("RFC 3339"), "{err}");
     }
 }

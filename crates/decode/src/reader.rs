@@ -91,6 +91,23 @@ pub struct ReadStats {
     pub events: u64,
     /// Records rejected (and unreadable inputs).
     pub rejects: u64,
+    /// Files passed over while walking a directory because their name says they are not
+    /// telemetry ([`is_documentation`]): rule files, READMEs, licences. Named files are always read.
+    pub skipped_files: u64,
+}
+
+/// Whether a file met while walking a directory is documentation or configuration rather than
+/// telemetry (`.yaml`, `.yml`, `.md`, `.txt`, `LICENSE*`), so it is counted and passed over
+/// instead of being rejected line by line.
+pub fn is_documentation(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    name.starts_with("license")
+        || [".yaml", ".yml", ".md", ".txt"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
 }
 
 /// Reads inputs and decodes them, handing events and rejects to callbacks.
@@ -184,6 +201,9 @@ impl Reader {
             let path = entry.path();
             let result = if path.is_dir() {
                 self.read_dir(&path, sinks, depth + 1)
+            } else if is_documentation(&path) {
+                self.stats.skipped_files += 1;
+                Ok(())
             } else {
                 self.read_file(&path, sinks)
             };

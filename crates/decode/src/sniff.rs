@@ -50,6 +50,7 @@ finder!(K8S_IO, "k8s.io");
 finder!(RESOURCE_SPANS, "\"resourceSpans\"");
 finder!(MESSAGES, "\"messages\"");
 finder!(TOOL_CALLS, "\"tool_calls\"");
+finder!(BENCHMARK, "\"benchmark\"");
 finder!(ACTION, "\"action\"");
 finder!(ACTOR, "\"actor\"");
 finder!(DOCUMENT_ID, "\"_document_id\"");
@@ -94,7 +95,12 @@ pub fn sniff(record: &str) -> Option<Format> {
     {
         return Some(Format::K8sAudit);
     }
-    if has(&MESSAGES, b) || has(&TOOL_CALLS, b) {
+    // AgentDojo files open with a header line, `{"metadata": {"benchmark": ...}}`, which the
+    // agent-trace decoder passes over.
+    if has(&MESSAGES, b)
+        || has(&TOOL_CALLS, b)
+        || (first_key(record.trim_start()) == Some("metadata") && has(&BENCHMARK, b))
+    {
         return Some(Format::AgentTrace);
     }
     if has(&ACTION, b)
@@ -153,6 +159,10 @@ mod tests {
             ),
             (r#"{"resourceSpans":[]}"#, Some(Format::OtlpJson)),
             (r#"{"index":1,"messages":[]}"#, Some(Format::AgentTrace)),
+            (
+                r#"{"metadata": {"benchmark": "agent-dojo", "name": "gpt-4o"}}"#,
+                Some(Format::AgentTrace),
+            ),
             (
                 r#"{"action":"repo.create","actor":"bot","created_at":1}"#,
                 Some(Format::GithubAudit),
