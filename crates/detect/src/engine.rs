@@ -1,0 +1,453 @@
+//! The streaming engine: one pass over events, per-identity state, pluggable detectors, and the
+//! scorer that turns their drafts into findings.
+//!
+//! ## Component model
+//!
+//! ```text
+//! Event ──► Engine::process
+//!             │ intern identity and action (nhiwatch_model::Interner: 4-byte Syms)
+//!             │ policy entry of the identity (looked up once, cached per identity)
+//!             │ action profile under that entry (computed once per (entry, action), cached)
+//!             │ entitlement judgement (only the resource constraints are checked per event)
+//!             ▼
+//!           Observation ──► each Detector::observe ──► Draft (kind, severity, events, detail)
+//!                                                        │
+//!           Scorer::score (risk 0-100, decision) ◄───────┘
+//!             ▼
+//!           Finding (stable id, frameworks) ──► caller
+//! ```
+//!
+//! A [`Detector`] owns its per-identity state, indexed by the identity's [`Sym`] (dense from 0,
+//! so a `Vec` index, not a hash lookup). It reports *episodes*, not events: findings are grouped
+//! per identity while events keep coming within [`EngineConfig::episode_gap`] of each other
+//! (see [`crate::episode`]). Open episodes are closed when the stream moves past them
+//! ([`Detector::sweep`], run as event time advances) and at the end ([`Detector::flush`]).
+//!
+//! The issue-5 lens (baselines) plugs in as more detectors through [`Engine::add_detector`];
+//! its per-identity risk score replaces [`SeverityScorer`] through [`Engine::set_scorer`]. Until
+//! then risk and decision follow from the severity alone: risk 25/50/75/95 for
+//! low/medium/high/critical, and the decision the policy entry sets for that severity (else
+//! allow/review/step_up/block).
+
+use std::sync::Arc;
+
+use nhiwatch_model::{
+    Decision, Event, Evidence, Finding, FindingKind, Interner, Severity, Sym, Timestamp,
+    BASE_FRAMEWORKS,
+};
+use nhiwatch_policy::{
+    ActionProfile, Entry, EntryId, Judgement, Policy, ProfileCache, RequestContext,
+};
+
+use crate::attack::Technique;
+
+/// Nanoseconds per second.
+pub const SECOND: i64 = 1_000_000_000;
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Events of one identity at most this far apart (nanoseconds) belong to one episode and so
+    /// to one finding. Default 30 minutes.
+    pub episode_gap: i64,
+    /// Most events one finding lists; an episode that reaches it is reported and the next event
+    /// begins a new one, so memory stays bounded however long a burst lasts. Default 1,000.
+    pub max_evidence: usize,
+    /// Most workflow sessions followed at once per identity; the least recently active is
+    /// dropped beyond it. Default 8.
+    pub sessions_per_identity: usize,
+    /// How many further events of the stream an episode waits, besides the stream's time
+    /// moving a gap past it, before it is closed early. Inputs are rarely in time order (files
+    /// read one after another, CloudTrail's records of an hour in any order, test sets with
+    /// years between records); this lateness keeps their episodes whole. Default 10,000.
+    pub lateness_events: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            episode_gap: 30 * 60 * SECOND,
+            max_evidence: 1_000,
+            sessions_per_identity: 8,
+            lateness_events: 10_000,
+        }
+    }
+}
+
+/// Names the engine knows, for detectors that turn their state into words.
+pub struct Names<'n> {
+    /// Identity ids.
+    pub identities: &'n Interner,
+    /// Actions.
+    pub actions: &'n Interner,
+    /// The policy, when one is loaded.
+    pub policy: Option<&'n Policy>,
+}
+
+impl Names<'_> {
+    /// The policy entry behind an id.
+    pub fn entry(&self, id: Option<EntryId>) -> Option<&Entry> {
+        self.policy
+            .zip(id)
+            .and_then(|(policy, id)| policy.entry(id))
+    }
+}
+
+/// Where the stream stands: the latest event time seen and how many events have passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamPosition {
+    /// The latest event time seen (the watermark).
+    pub time: Timestamp,
+    /// Events processed so far, this one included.
+    pub events: u64,
+}
+
+/// One event as the engine presents it to detectors: the event and everything already worked
+/// out about it, so that no detector repeats a lookup.
+pub struct Observation<'o, 'a> {
+    /// The event.
+    pub event: &'o Event<'a>,
+    /// The identity, interned.
+    pub identity: Sym,
+    /// The action, interned.
+    pub action: Sym,
+    /// Whether this is the identity's first event.
+    pub first_sight: bool,
+    /// The event's position in the stream (1 for the first event).
+    pub seq: u64,
+    /// The identity's policy entry.
+    pub entry: Option<(EntryId, &'o Entry)>,
+    /// The action's profile under that entry.
+    pub profile: Option<&'o ActionProfile>,
+    /// The entitlement lens's judgement of the event.
+    pub judgement: Judgement,
+}
+
+impl Observation<'_, '_> {
+    /// The entry's id, when the identity has one.
+    pub fn entry_id(&self) -> Option<EntryId> {
+        self.entry.map(|(id, _)| id)
+    }
+}
+
+/// A finding as a detector reports it, before scoring.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    /// The identity.
+    pub identity: Sym,
+    /// Its policy entry, for the scorer.
+    pub entry: Option<EntryId>,
+    /// What kind of finding.
+    pub kind: FindingKind,
+    /// How serious.
+    pub severity: Severity,
+    /// Time of the last event.
+    pub time: Timestamp,
+    /// One sentence a person can act on.
+    pub summary: String,
+    /// The events, never empty.
+    pub event_ids: Vec<String>,
+    /// What was compared.
+    pub detail: serde_json::Value,
+    /// ATT&CK techniques that apply.
+    pub techniques: Vec<&'static Technique>,
+}
+
+/// A detector: per-identity state in, grouped drafts out.
+pub trait Detector {
+    /// A short name, for statistics.
+    fn name(&self) -> &'static str;
+
+    /// Looks at one event; pushes a draft for any episode this event closes.
+    fn observe(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>);
+
+    /// Closes the episodes the stream has left behind: their last event is more than the
+    /// episode gap before `at.time`, and the configured lateness of events has passed.
+    fn sweep(&mut self, at: StreamPosition, names: &Names<'_>, out: &mut Vec<Draft>);
+
+    /// Closes everything: the input is over.
+    fn flush(&mut self, names: &Names<'_>, out: &mut Vec<Draft>);
+
+    /// Bytes of per-identity state held (an estimate of heap and inline sizes).
+    fn state_bytes(&self) -> usize;
+}
+
+/// Turns a draft's severity (and, from issue 5, the identity's history) into risk and decision.
+pub trait Scorer {
+    /// Risk 0-100 and the decision for a draft.
+    fn score(&mut self, draft: &Draft, entry: Option<&Entry>) -> (u8, Decision);
+}
+
+/// Risk from severity alone; the decision the policy entry sets for the severity, else the
+/// default ladder allow / review / step_up / block.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SeverityScorer;
+
+impl SeverityScorer {
+    /// The risk figure of a severity.
+    pub fn risk(severity: Severity) -> u8 {
+        match severity {
+            Severity::Low => 25,
+            Severity::Medium => 50,
+            Severity::High => 75,
+            Severity::Critical => 95,
+        }
+    }
+
+    /// The decision when the policy sets none.
+    pub fn default_decision(severity: Severity) -> Decision {
+        match severity {
+            Severity::Low => Decision::Allow,
+            Severity::Medium => Decision::Review,
+            Severity::High => Decision::StepUp,
+            Severity::Critical => Decision::Block,
+        }
+    }
+}
+
+impl Scorer for SeverityScorer {
+    fn score(&mut self, draft: &Draft, entry: Option<&Entry>) -> (u8, Decision) {
+        let decision = entry
+            .and_then(|e| e.decision(draft.severity))
+            .unwrap_or_else(|| Self::default_decision(draft.severity));
+        (Self::risk(draft.severity), decision)
+    }
+}
+
+/// Counts of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Events processed.
+    pub events: u64,
+    /// Distinct identities seen.
+    pub identities: usize,
+    /// Identities that matched a policy entry.
+    pub declared: usize,
+    /// Findings emitted.
+    pub findings: u64,
+    /// Findings per kind, in [`FindingKind::ALL`] order.
+    pub per_kind: [u64; FindingKind::ALL.len()],
+    /// Cached action profiles.
+    pub profiles: usize,
+}
+
+/// The streaming engine.
+pub struct Engine {
+    policy: Option<Arc<Policy>>,
+    config: EngineConfig,
+    identities: Interner,
+    actions: Interner,
+    /// The policy entry of each identity, by identity Sym.
+    entries: Vec<Option<EntryId>>,
+    profiles: ProfileCache,
+    detectors: Vec<Box<dyn Detector>>,
+    scorer: Box<dyn Scorer>,
+    drafts: Vec<Draft>,
+    watermark: Timestamp,
+    next_sweep: Timestamp,
+    next_sweep_events: u64,
+    stats: EngineStats,
+}
+
+/// Sweep at least this often, in events, so that episodes waiting for their lateness close
+/// even while stream time stands still.
+const SWEEP_EVERY_EVENTS: u64 = 16_384;
+
+impl Engine {
+    /// An engine with the detectors of the permitted and expected lenses
+    /// ([`crate::detectors::standard`]) and the [`SeverityScorer`].
+    pub fn new(policy: Option<Arc<Policy>>, config: EngineConfig) -> Self {
+        let detectors = crate::detectors::standard(policy.as_deref(), &config);
+        Engine::with_detectors(policy, config, detectors)
+    }
+
+    /// An engine with the given detectors.
+    pub fn with_detectors(
+        policy: Option<Arc<Policy>>,
+        config: EngineConfig,
+        detectors: Vec<Box<dyn Detector>>,
+    ) -> Self {
+        Engine {
+            policy,
+            config,
+            identities: Interner::new(),
+            actions: Interner::new(),
+            entries: Vec::new(),
+            profiles: ProfileCache::new(),
+            detectors,
+            scorer: Box::new(SeverityScorer),
+            drafts: Vec::new(),
+            watermark: Timestamp(i64::MIN),
+            next_sweep: Timestamp(i64::MIN),
+            next_sweep_events: SWEEP_EVERY_EVENTS,
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// Adds a detector (issue 5's baseline detectors plug in here).
+    pub fn add_detector(&mut self, detector: Box<dyn Detector>) {
+        self.detectors.push(detector);
+    }
+
+    /// Replaces the scorer.
+    pub fn set_scorer(&mut self, scorer: Box<dyn Scorer>) {
+        self.scorer = scorer;
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            identities: self.identities.len(),
+            declared: self.entries.iter().filter(|e| e.is_some()).count(),
+            profiles: self.profiles.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Bytes of per-identity state (detectors' state and the engine's own per-identity slots),
+    /// for the memory target: divide by [`EngineStats::identities`].
+    pub fn state_bytes(&self) -> usize {
+        self.detectors
+            .iter()
+            .map(|d| d.state_bytes())
+            .sum::<usize>()
+            + self.entries.capacity() * std::mem::size_of::<Option<EntryId>>()
+    }
+
+    /// Processes one event, handing any finding it completes to `emit`. Allocates nothing for an
+    /// event that raises nothing (after the identity's and the action's first appearance).
+    pub fn process(&mut self, event: &Event<'_>, emit: &mut dyn FnMut(Finding)) {
+        self.stats.events += 1;
+        let policy = self.policy.as_deref();
+        let (identity, first_sight) = match self.identities.get(&event.identity.id) {
+            Some(sym) => (sym, false),
+            None => {
+                let sym = self.identities.intern(&event.identity.id);
+                self.entries
+                    .push(policy.and_then(|p| p.entry_for(&event.identity.id)));
+                (sym, true)
+            }
+        };
+        let action = self.actions.intern(&event.action);
+        let entry_id = self.entries.get(identity.0 as usize).copied().flatten();
+        let entry = policy
+            .zip(entry_id)
+            .and_then(|(p, id)| Some((id, p.entry(id)?)));
+        let profile =
+            entry.map(|(id, entry)| self.profiles.profile(id, entry, action, &event.action));
+        let judgement = match (entry, profile) {
+            (Some((_, entry)), Some(profile)) => entry.judge(
+                profile,
+                event.resource.as_deref(),
+                &RequestContext {
+                    source_ip: event.src_ip.as_deref(),
+                },
+            ),
+            _ => Judgement::UNJUDGED,
+        };
+        let obs = Observation {
+            event,
+            identity,
+            action,
+            first_sight,
+            seq: self.stats.events,
+            entry,
+            profile,
+            judgement,
+        };
+        let names = Names {
+            identities: &self.identities,
+            actions: &self.actions,
+            policy,
+        };
+        for detector in &mut self.detectors {
+            detector.observe(&obs, &names, &mut self.drafts);
+        }
+        if event.time > self.watermark {
+            self.watermark = event.time;
+        }
+        if self.watermark >= self.next_sweep || self.stats.events >= self.next_sweep_events {
+            let at = StreamPosition {
+                time: self.watermark,
+                events: self.stats.events,
+            };
+            for detector in &mut self.detectors {
+                detector.sweep(at, &names, &mut self.drafts);
+            }
+            // Sweeping every half gap of stream time closes an episode at most 1.5 gaps late
+            // (once its lateness has passed).
+            self.next_sweep = Timestamp(
+                self.watermark
+                    .0
+                    .saturating_add((self.config.episode_gap / 2).max(SECOND)),
+            );
+            self.next_sweep_events = self.stats.events + SWEEP_EVERY_EVENTS;
+        }
+        if !self.drafts.is_empty() {
+            self.emit_drafts(emit);
+        }
+    }
+
+    /// Ends the input: closes every open episode.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(Finding)) {
+        let names = Names {
+            identities: &self.identities,
+            actions: &self.actions,
+            policy: self.policy.as_deref(),
+        };
+        for detector in &mut self.detectors {
+            detector.flush(&names, &mut self.drafts);
+        }
+        self.emit_drafts(emit);
+    }
+
+    fn emit_drafts(&mut self, emit: &mut dyn FnMut(Finding)) {
+        let policy = self.policy.as_deref();
+        for draft in self.drafts.drain(..) {
+            let Some(first) = draft.event_ids.first() else {
+                // A detector bug; a finding without evidence would break the contract.
+                debug_assert!(false, "a draft without events");
+                continue;
+            };
+            let identity = self.identities.resolve(draft.identity).to_owned();
+            let entry = policy.zip(draft.entry).and_then(|(p, id)| p.entry(id));
+            let (risk, decision) = self.scorer.score(&draft, entry);
+            let mut frameworks: Vec<String> =
+                BASE_FRAMEWORKS.iter().map(|f| (*f).to_owned()).collect();
+            for technique in &draft.techniques {
+                let tag = technique.tag();
+                if !frameworks.contains(&tag) {
+                    frameworks.push(tag);
+                }
+            }
+            self.stats.findings += 1;
+            if let Some(slot) = FindingKind::ALL
+                .iter()
+                .position(|k| *k == draft.kind)
+                .and_then(|i| self.stats.per_kind.get_mut(i))
+            {
+                *slot += 1;
+            }
+            emit(Finding {
+                id: Finding::stable_id(&identity, draft.kind, first),
+                time: draft.time,
+                identity,
+                kind: draft.kind,
+                severity: draft.severity,
+                risk,
+                decision,
+                summary: draft.summary,
+                evidence: Evidence {
+                    event_ids: draft.event_ids,
+                    detail: draft.detail,
+                },
+                frameworks,
+            });
+        }
+    }
+}
