@@ -1,0 +1,10 @@
+//! The AWS IAM policy document parser on arbitrary JSON: errors, never panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = nhiwatch_policy::iam::parse(text, "fuzz.json");
+    }
+});
