@@ -34,7 +34,7 @@ use nhiwatch_model::{content_id, Event, Identity, IdentityKind, Outcome, Source,
 use serde_json::value::RawValue;
 
 use crate::aws;
-use crate::{DecodeError, RecordDecoder};
+use crate::{parse_time, DecodeError, RecordDecoder};
 use json::{Field, Json, Shape};
 
 /// Decodes CloudTrail records. Holds no state between records.
@@ -184,22 +184,6 @@ fn event_time(
         }
     }
     Ok((Timestamp::now(), true))
-}
-
-/// RFC 3339, or RFC 3339 without an offset (`2022-12-11 19:42:55.000`, as Panther writes its
-/// UTC times), read as UTC.
-fn parse_time(text: &str) -> Option<Timestamp> {
-    if let Ok(time) = Timestamp::parse_rfc3339(text) {
-        return Some(time);
-    }
-    if !text.ends_with(|c: char| c.is_ascii_digit()) {
-        return None;
-    }
-    // `text` followed by `Z`, without allocating; longer texts are no timestamps.
-    let mut buf = [b'Z'; 40];
-    buf.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
-    let with_zone = std::str::from_utf8(buf.get(..=text.len())?).ok()?;
-    Timestamp::parse_rfc3339(with_zone).ok()
 }
 
 /// Whether an IAM user acts through an AWS console session (a person at a browser) rather than

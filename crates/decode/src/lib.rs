@@ -79,6 +79,23 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// Reads a provider timestamp: RFC 3339, or RFC 3339 without an offset
+/// (`2022-12-11 19:42:55.000`, as Panther writes its UTC times), read as UTC.
+pub(crate) fn parse_time(text: &str) -> Option<nhiwatch_model::Timestamp> {
+    use nhiwatch_model::Timestamp;
+    if let Ok(time) = Timestamp::parse_rfc3339(text) {
+        return Some(time);
+    }
+    if !text.ends_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    // `text` followed by `Z`, without allocating; longer texts are no timestamps.
+    let mut buf = [b'Z'; 40];
+    buf.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+    let with_zone = std::str::from_utf8(buf.get(..=text.len())?).ok()?;
+    Timestamp::parse_rfc3339(with_zone).ok()
+}
+
 /// A record format nhiwatch can decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {

@@ -44,6 +44,8 @@ finder!(AUDIT_API, "audit.k8s.io/");
 finder!(OBJECT_REF, "\"objectRef\"");
 finder!(VERB, "\"verb\"");
 finder!(REQUEST_URI, "\"requestURI\"");
+finder!(SOURCE_IPS, "\"sourceIPs\"");
+finder!(RESPONSE_STATUS, "\"responseStatus\"");
 finder!(PROTO_PAYLOAD, "\"protoPayload\"");
 finder!(KUBE_AUDIT_CATEGORY, "\"kube-audit");
 finder!(K8S_IO, "k8s.io");
@@ -89,7 +91,8 @@ pub fn sniff(record: &str) -> Option<Format> {
     if has(&AUDIT_ID, b)
         || has(&AUDIT_API, b)
         || (has(&OBJECT_REF, b) && has(&VERB, b))
-        || (has(&VERB, b) && has(&REQUEST_URI, b))
+        || (has(&VERB, b)
+            && (has(&REQUEST_URI, b) || has(&SOURCE_IPS, b) || has(&RESPONSE_STATUS, b)))
         || (has(&PROTO_PAYLOAD, b) && has(&K8S_IO, b))
         || has(&KUBE_AUDIT_CATEGORY, b)
     {
@@ -155,6 +158,10 @@ mod tests {
             ),
             (
                 r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"x"}"#,
+                Some(Format::K8sAudit),
+            ),
+            (
+                r#"{"kind":"Event","verb":"get","sourceIPs":["5.5.5.5"],"responseStatus":{"code":200}}"#,
                 Some(Format::K8sAudit),
             ),
             (r#"{"resourceSpans":[]}"#, Some(Format::OtlpJson)),

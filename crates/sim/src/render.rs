@@ -433,9 +433,15 @@ fn k8s_event(actor: &Actor, act: &Act, id: &str) -> Value {
     } else {
         json!({"metadata": {}, "code": 200})
     };
-    let received = Timestamp(act.time).to_string();
-    let done = Timestamp(act.time + 3_000_000 + (act.time.rem_euclid(7)) * 1_000_000).to_string();
+    let received = micros(act.time);
+    let done = micros(act.time + 3_000_000 + (act.time.rem_euclid(7)) * 1_000_000);
     let sa_ns = actor.team;
+    // The pod holding the token: replaced daily (a rollout), and with it the bound token.
+    let pod_hash = (act.time.div_euclid(86_400_000_000_000) as u64)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(act.actor as u64)
+        >> 40;
+    let pod = format!("{}-{pod_hash:06x}", actor.name);
     json!({
         "kind": "Event",
         "apiVersion": "audit.k8s.io/v1",
@@ -448,6 +454,11 @@ fn k8s_event(actor: &Actor, act: &Act, id: &str) -> Value {
             "username": actor.identity_id(),
             "uid": format!("{:08x}-5d2c-4f7e-9a61-{}", act.actor, &actor.key[..12].to_lowercase()),
             "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{sa_ns}"), "system:authenticated"],
+            "extra": {
+                "authentication.kubernetes.io/credential-id": [format!("JTI={pod_hash:06x}-{}", &actor.key[..8].to_lowercase())],
+                "authentication.kubernetes.io/node-name": [format!("ip-10-0-{}-{}.ec2.internal", act.actor % 8, 10 + pod_hash % 200)],
+                "authentication.kubernetes.io/pod-name": [pod],
+            },
         },
         "sourceIPs": [actor.ip],
         "userAgent": actor.user_agent,
@@ -460,6 +471,16 @@ fn k8s_event(actor: &Actor, act: &Act, id: &str) -> Value {
             "authorization.k8s.io/reason": if denied { String::new() } else { format!("RBAC: allowed by RoleBinding \"{}\" of Role \"{}\" to ServiceAccount \"{}/{sa_ns}\"", actor.name, actor.name, actor.name) },
         },
     })
+}
+
+/// RFC 3339 with microseconds, as kube-apiserver writes its audit timestamps.
+fn micros(nanos: i64) -> String {
+    let seconds = Timestamp(nanos - nanos.rem_euclid(1_000_000_000)).to_string();
+    format!(
+        "{}.{:06}Z",
+        seconds.trim_end_matches('Z'),
+        nanos.rem_euclid(1_000_000_000) / 1_000
+    )
 }
 
 fn github_entry(actor: &Actor, act: &Act, id: &str) -> Value {
@@ -493,6 +514,8 @@ fn github_entry(actor: &Actor, act: &Act, id: &str) -> Value {
     });
     if *action == "git.clone" {
         if let Some(map) = entry.as_object_mut() {
+            // Clones come from git itself, not from the app's API client.
+            map.insert("user_agent".into(), "git/2.43.0".into());
             map.insert("transport_protocol".into(), 1.into());
             map.insert("transport_protocol_name".into(), "http".into());
             map.insert(

@@ -155,14 +155,16 @@ fn behaviour_repeats_with_variation_skews_to_hours_and_drifts() {
     // Per identity: sequences of actions repeat (few distinct actions, many events) but not
     // identically (the distinct per-session sequences are more than one).
     let mut per_identity: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut hours = [0u64; 168];
     for id in &decoded.order {
-        let (who, action, _, hour, _) = &decoded.events[id];
+        let (who, action, _, _, _) = &decoded.events[id];
         per_identity.entry(who).or_default().push(action);
-        hours[*hour as usize] += 1;
     }
     assert_eq!(per_identity.len(), config.identities);
-    for (who, actions) in &per_identity {
+    // Rare automations (a weekly key rotation) act too seldom in a week to show repetition;
+    // they must stay the exception.
+    let busy = per_identity.values().filter(|a| a.len() >= 20).count();
+    assert!(busy * 4 >= per_identity.len() * 3, "{busy} busy identities");
+    for (who, actions) in per_identity.iter().filter(|(_, a)| a.len() >= 20) {
         let distinct: BTreeSet<_> = actions.iter().collect();
         assert!(
             actions.len() >= 10 * distinct.len().min(4),
@@ -172,18 +174,32 @@ fn behaviour_repeats_with_variation_skews_to_hours_and_drifts() {
         let windows: BTreeSet<_> = actions.windows(3).collect();
         assert!(windows.len() > 1, "{who} never varies");
     }
-    // Hour-of-week skew: weekday business hours (Mon-Fri 09-18) busier per hour than nights.
-    let business: u64 = (0..5)
-        .flat_map(|d| (9..18).map(move |h| d * 24 + h))
-        .map(|h| hours[h])
-        .sum();
-    let night: u64 = (0..7)
-        .flat_map(|d| (0..6).map(move |h| d * 24 + h))
-        .map(|h| hours[h])
-        .sum();
+    // Hour-of-week skew: controllers list and watch around the clock, but pipelines, agents and
+    // integrations keep office hours: many identities are busier per hour in weekday business
+    // hours (Mon-Fri 09-18) than at night (00-06).
+    let mut hours_of: BTreeMap<&str, [u64; 168]> = BTreeMap::new();
+    for id in &decoded.order {
+        let (who, _, _, hour, _) = &decoded.events[id];
+        hours_of.entry(who).or_insert([0; 168])[*hour as usize] += 1;
+    }
+    let skewed = hours_of
+        .values()
+        .filter(|hours| {
+            let business: u64 = (0..5)
+                .flat_map(|d| (9..18).map(move |h| d * 24 + h))
+                .map(|h| hours[h])
+                .sum();
+            let night: u64 = (0..7)
+                .flat_map(|d| (0..6).map(move |h| d * 24 + h))
+                .map(|h| hours[h])
+                .sum();
+            business as f64 / 45.0 > 2.0 * night as f64 / 42.0
+        })
+        .count();
     assert!(
-        business as f64 / 45.0 > 1.2 * night as f64 / 42.0,
-        "business {business} vs night {night}"
+        skewed * 3 >= hours_of.len(),
+        "{skewed} of {} identities keep office hours",
+        hours_of.len()
     );
     // Benign drift is present: some identity's action first appears after its first days.
     let first_seen_late = per_identity.values().any(|actions| {
