@@ -53,12 +53,12 @@
 //!   | `delete`, `deletecollection` | `delete` |
 //!   | anything else | `other` |
 //!
-//! - **resource**, path-like, from `objectRef`: `namespaces/<ns>/<resource>[/<name>[/<sub>]]`
-//!   for namespaced objects, `<resource>[/<name>[/<sub>]]` for cluster-scoped ones
-//!   (`clusterroles/admin`), `namespaces/<name>` for a namespace itself. The API group is left
-//!   out (resource names are unique across the built-in groups; `objectRef.apiGroup` stays in
-//!   `raw`), so a policy glob `namespaces/prod/secrets/*` matches whichever group version the
-//!   client used. A non-resource request's resource is its path (`/healthz`).
+//! - **resource**, as DESIGN.md writes it, from `objectRef`: `k8s:<ns>/<resource>[/<name>[/<sub>]]`
+//!   for namespaced objects (`k8s:prod/secrets/db-password`), `k8s:<resource>[/<name>[/<sub>]]`
+//!   for cluster-scoped ones (`k8s:clusterroles/admin`), `k8s:namespaces/<name>` for a namespace
+//!   itself. The API group is left out (resource names are unique across the built-in groups;
+//!   `objectRef.apiGroup` stays in `raw`), so a policy glob `k8s:prod/secrets/*` matches whichever
+//!   group version the client used. A non-resource request's resource is its path (`/healthz`).
 //! - **outcome**: `responseStatus.code` 401 or 403, or the annotation
 //!   `authorization.k8s.io/decision: forbid` → `denied`; another code ≥ 400, or the `Panic`
 //!   stage → `error`; else `success`. **error** = `responseStatus.reason`, else its `message`,
@@ -91,7 +91,7 @@
 //!
 //! `protoPayload.methodName` (required) is `io.k8s.<group>.<version>.<resource>[.<sub>].<verb>`:
 //! the action is built from it as above. The resource is `resourceName` without its
-//! `<group>/<version>/` prefix (the same scheme as above). The identity is
+//! `<group>/<version>/` prefix, in the same scheme as above (`k8s:ns/pods/x`). The identity is
 //! `authenticationInfo.principalEmail` (else `authoritySelector`). The outcome is `denied` for
 //! `status.code` 7 (PERMISSION_DENIED) or 16 (UNAUTHENTICATED) or an `authorizationInfo` entry
 //! with `granted: false`, `error` for another non-zero code. id = `insertId`, else
@@ -797,7 +797,7 @@ fn gke<'a>(
     };
 
     let resource = match text(payload.resource_name, "protoPayload.resourceName")? {
-        Some(name) => Some(without_group_version(name)),
+        Some(name) => Some(Cow::Owned(gke_resource(&without_group_version(name)))),
         None => call
             .target
             .as_ref()
@@ -1027,6 +1027,18 @@ fn without_group_version(name: Text<'_>) -> Text<'_> {
     }
 }
 
+/// A GKE resource path (`namespaces/ns/pods/x`, `clusterroles/x`) in the scheme of the module
+/// docs (`k8s:ns/pods/x`, `k8s:clusterroles/x`); a non-resource path (`/readyz`) is kept.
+fn gke_resource(path: &str) -> String {
+    if path.starts_with('/') || path.is_empty() {
+        return path.to_owned();
+    }
+    match path.strip_prefix("namespaces/") {
+        Some(rest) if rest.contains('/') => format!("k8s:{rest}"),
+        _ => format!("k8s:{path}"),
+    }
+}
+
 /// A sub-slice of a text, borrowed when the text is.
 fn slice(text: Text<'_>, range: std::ops::RangeFrom<usize>) -> Text<'_> {
     match text {
@@ -1052,11 +1064,11 @@ fn before_query(uri: Text<'_>) -> Text<'_> {
 /// The resource path of an object, see the module docs.
 fn object_path(namespace: Option<&str>, target: &Target<'_>, name: Option<&str>) -> String {
     let mut path = String::with_capacity(64);
+    path.push_str("k8s:");
     match (target.resource, namespace) {
         // A namespace's own `objectRef.namespace` is itself (or absent).
         ("namespaces", _) | (_, None) => {}
         (_, Some(namespace)) => {
-            path.push_str("namespaces/");
             path.push_str(namespace);
             path.push('/');
         }
@@ -1321,7 +1333,7 @@ mod tests {
         assert_eq!(event.action_class, ActionClass::Read);
         assert_eq!(
             event.resource.as_deref(),
-            Some("namespaces/prod/secrets/db-password")
+            Some("k8s:prod/secrets/db-password")
         );
         assert_eq!((event.outcome, event.error), (Outcome::Success, None));
         assert_eq!(event.src_ip.as_deref(), Some("10.1.2.3"));
@@ -1478,7 +1490,7 @@ mod tests {
         assert_eq!(event.id, content_id(bare.as_bytes()));
         assert_eq!(event.identity.id, "unknown");
         assert_eq!(event.action, "k8s:create/pods");
-        assert_eq!(event.resource.as_deref(), Some("namespaces/default/pods"));
+        assert_eq!(event.resource.as_deref(), Some("k8s:default/pods"));
         assert!(event.time_inferred);
         let started = staged("ResponseStarted", "").replace(r#""auditID":"","#, "");
         assert_eq!(decode_with(&mut decoder, &started).len(), 1);
@@ -1563,17 +1575,17 @@ mod tests {
         let cases = [
             (
                 r#"{"resource":"clusterroles","name":"admin","apiGroup":"rbac.authorization.k8s.io"}"#,
-                "clusterroles/admin",
+                "k8s:clusterroles/admin",
             ),
             (
                 r#"{"resource":"namespaces","namespace":"foo","name":"foo"}"#,
-                "namespaces/foo",
+                "k8s:namespaces/foo",
             ),
             (
                 r#"{"resource":"pods","namespace":"d","name":"p","subresource":"exec"}"#,
-                "namespaces/d/pods/p/exec",
+                "k8s:d/pods/p/exec",
             ),
-            (r#"{"resource":"secrets"}"#, "secrets"),
+            (r#"{"resource":"secrets"}"#, "k8s:secrets"),
         ];
         for (object_ref, resource) in cases {
             let record =
@@ -1747,7 +1759,7 @@ mod tests {
         assert_eq!(event.action_class, ActionClass::Auth);
         assert_eq!(
             event.resource.as_deref(),
-            Some("namespaces/default/serviceaccounts/backdoor-sa/token")
+            Some("k8s:default/serviceaccounts/backdoor-sa/token")
         );
         assert_eq!(event.src_ip.as_deref(), Some("1.2.3.4"));
         assert_eq!(event.time.to_string(), "2024-03-20T10:00:00.500Z");
@@ -1765,10 +1777,7 @@ mod tests {
         assert_eq!(event.identity.kind, IdentityKind::ServiceAccount);
         assert_eq!(event.action, "k8s:get/secrets");
         assert_eq!(event.action_class, ActionClass::Read);
-        assert_eq!(
-            event.resource.as_deref(),
-            Some("namespaces/prod/secrets/tls")
-        );
+        assert_eq!(event.resource.as_deref(), Some("k8s:prod/secrets/tls"));
         assert_eq!(
             (event.outcome, event.error.as_deref()),
             (Outcome::Denied, Some("PERMISSION_DENIED"))
@@ -1788,10 +1797,7 @@ mod tests {
         assert_eq!(last.len(), 1);
         assert_eq!(last[0].action, "k8s:create/pods/exec");
         assert_eq!(last[0].action_class, ActionClass::Exec);
-        assert_eq!(
-            last[0].resource.as_deref(),
-            Some("namespaces/prod/pods/web/exec")
-        );
+        assert_eq!(last[0].resource.as_deref(), Some("k8s:prod/pods/web/exec"));
         assert!(finish(&mut decoder).is_empty());
     }
 

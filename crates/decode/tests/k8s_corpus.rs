@@ -124,7 +124,7 @@ fn falco_traces_normalise_to_the_expected_fields() {
     assert_eq!(exec.action_class, ActionClass::Exec);
     assert_eq!(
         exec.resource.as_deref(),
-        Some("namespaces/default/pods/nginx-deployment-7998647bdf-phvq7/exec")
+        Some("k8s:default/pods/nginx-deployment-7998647bdf-phvq7/exec")
     );
     assert_eq!(exec.identity.id, "minikube-user");
     assert_eq!(exec.identity.kind, IdentityKind::Unknown);
@@ -143,7 +143,7 @@ fn falco_traces_normalise_to_the_expected_fields() {
     assert_eq!(pod.identity.kind, IdentityKind::ServiceAccount);
     assert_eq!(pod.action, "k8s:create/pods");
     assert_eq!(pod.action_class, ActionClass::Write);
-    assert_eq!(pod.resource.as_deref(), Some("namespaces/default/pods"));
+    assert_eq!(pod.resource.as_deref(), Some("k8s:default/pods"));
 
     let node = falco("create_nginx_pod_unsensitive_mount.json");
     assert_eq!(node.identity.id, "system:node:minikube");
@@ -158,7 +158,7 @@ fn falco_traces_normalise_to_the_expected_fields() {
     assert_eq!(binding.action_class, ActionClass::Permission);
     assert_eq!(
         binding.resource.as_deref(),
-        Some("clusterrolebindings/some-reader-binding")
+        Some("k8s:clusterrolebindings/some-reader-binding")
     );
 
     let token = falco("create_service_account_token_secret.json");
@@ -167,7 +167,7 @@ fn falco_traces_normalise_to_the_expected_fields() {
     assert_eq!(token.action, "k8s:create/secrets");
     assert_eq!(
         token.resource.as_deref(),
-        Some("namespaces/test2/secrets/default-token-7v4pb")
+        Some("k8s:test2/secrets/default-token-7v4pb")
     );
     assert_eq!(
         token.user_agent.as_deref(),
@@ -177,14 +177,14 @@ fn falco_traces_normalise_to_the_expected_fields() {
     let anonymous = falco("anonymous_creates_namespace_foo.json");
     assert_eq!(anonymous.identity.id, "system:anonymous");
     assert_eq!(anonymous.identity.kind, IdentityKind::Unknown);
-    assert_eq!(anonymous.resource.as_deref(), Some("namespaces/foo"));
+    assert_eq!(anonymous.resource.as_deref(), Some("k8s:namespaces/foo"));
 
     let namespace = falco("delete_namespace_foo.json");
     assert_eq!(
         (namespace.action.as_ref(), namespace.action_class),
         ("k8s:delete/namespaces", ActionClass::Delete)
     );
-    assert_eq!(namespace.resource.as_deref(), Some("namespaces/foo"));
+    assert_eq!(namespace.resource.as_deref(), Some("k8s:namespaces/foo"));
 
     let role = falco("modify_cluster_role_node_problem_detector.json");
     assert_eq!(
@@ -293,7 +293,7 @@ fn panther_kubernetes_records_normalise_to_the_expected_fields() {
     assert_eq!(secret.action_class, ActionClass::Read);
     assert_eq!(
         secret.resource.as_deref(),
-        Some("namespaces/production/secrets/admin-token")
+        Some("k8s:production/secrets/admin-token")
     );
     assert_eq!(secret.outcome, Outcome::Denied);
     assert!(secret.time_inferred, "this hand-written record has no time");
@@ -326,7 +326,7 @@ fn panther_kubernetes_records_normalise_to_the_expected_fields() {
     assert_eq!(addon.identity.kind, IdentityKind::Workload);
     assert_eq!(
         addon.resource.as_deref(),
-        Some("namespaces/kube-system/deployments/coredns")
+        Some("k8s:kube-system/deployments/coredns")
     );
 
     let scanner = by_test("Anonymous API Access Web Scanner Allowed");
@@ -350,7 +350,7 @@ fn panther_kubernetes_records_normalise_to_the_expected_fields() {
     assert_eq!(gke.action, "k8s:get/secrets");
     assert_eq!(
         gke.resource.as_deref(),
-        Some("namespaces/production/secrets/tls-cert")
+        Some("k8s:production/secrets/tls-cert")
     );
     assert_eq!(
         (gke.outcome, gke.error.as_deref()),
@@ -366,7 +366,7 @@ fn panther_kubernetes_records_normalise_to_the_expected_fields() {
     let gke_sa = by_test("GKE System ServiceAccount from Non-GCP Public IP");
     assert_eq!(gke_sa.identity.kind, IdentityKind::ServiceAccount);
     assert_eq!(gke_sa.action, "k8s:list/pods");
-    assert_eq!(gke_sa.resource.as_deref(), Some("namespaces/default/pods"));
+    assert_eq!(gke_sa.resource.as_deref(), Some("k8s:default/pods"));
 }
 
 #[test]
