@@ -1,0 +1,412 @@
+//! Counters and the decision-latency histogram, written in the Prometheus text exposition
+//! format (version 0.0.4) for `GET /metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nhiwatch_model::{Decision, FindingKind, Source};
+
+/// Upper bounds of the decision-latency buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 1.0,
+];
+
+/// The decisions, in contract order.
+const DECISIONS: [Decision; 4] = [
+    Decision::Allow,
+    Decision::Review,
+    Decision::StepUp,
+    Decision::Block,
+];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per bucket (not cumulative); the last slot is above every bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn write(&self, out: &mut String, name: &str) {
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {cumulative}");
+    }
+}
+
+/// Why a request was refused, for `nhiwatch_requests_refused_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No token, or an unknown one (401).
+    Unauthenticated,
+    /// A token without the scope (403).
+    Forbidden,
+    /// Over the token's rate (429).
+    RateLimited,
+    /// Body over a size or count limit (413).
+    TooLarge,
+    /// Not a body the endpoint reads (400, 415).
+    Malformed,
+    /// The engine's queue is full, or the engine is gone (503).
+    Overloaded,
+    /// The server failed (500).
+    Internal,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 7] = [
+        Refusal::Unauthenticated,
+        Refusal::Forbidden,
+        Refusal::RateLimited,
+        Refusal::TooLarge,
+        Refusal::Malformed,
+        Refusal::Overloaded,
+        Refusal::Internal,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::Forbidden => "forbidden",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::TooLarge => "too_large",
+            Refusal::Malformed => "malformed",
+            Refusal::Overloaded => "overloaded",
+            Refusal::Internal => "internal",
+        }
+    }
+
+    /// The refusal an error status stands for.
+    pub fn of_status(status: u16) -> Option<Refusal> {
+        Some(match status {
+            401 => Refusal::Unauthenticated,
+            403 => Refusal::Forbidden,
+            429 => Refusal::RateLimited,
+            413 => Refusal::TooLarge,
+            400 | 404 | 405 | 415 | 422 => Refusal::Malformed,
+            503 => Refusal::Overloaded,
+            500..=599 => Refusal::Internal,
+            _ => return None,
+        })
+    }
+}
+
+/// Every counter the server keeps.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    events: [AtomicU64; Source::ALL.len()],
+    rejected_records: AtomicU64,
+    refused: [AtomicU64; Refusal::ALL.len()],
+    findings: [AtomicU64; FindingKind::ALL.len()],
+    decisions: [AtomicU64; DECISIONS.len()],
+    /// Time to answer `POST /v1/decide`, from the body read to the answer written.
+    pub decide_latency: Histogram,
+    durable_batches: AtomicU64,
+    store_errors: AtomicU64,
+    alerts_delivered: AtomicU64,
+    alerts_retried: AtomicU64,
+    alerts_dead_lettered: AtomicU64,
+}
+
+/// Gauges read when the exposition is written.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gauges {
+    /// Ingest batches waiting for the engine.
+    pub ingest_queue: usize,
+    /// Its capacity.
+    pub ingest_capacity: usize,
+    /// Decisions waiting for the engine.
+    pub decide_queue: usize,
+    /// Its capacity.
+    pub decide_capacity: usize,
+    /// Identities seen.
+    pub identities: usize,
+}
+
+impl Metrics {
+    /// Counts accepted events of a source.
+    pub fn events_in(&self, source: Source, count: u64) {
+        if let Some(i) = Source::ALL.iter().position(|s| *s == source) {
+            self.events[i].fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
+    /// Events accepted so far, all sources.
+    pub fn events_total(&self) -> u64 {
+        self.events.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Counts records that could not be decoded.
+    pub fn rejected(&self, count: u64) {
+        self.rejected_records.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts a refused request.
+    pub fn refused(&self, why: Refusal) {
+        if let Some(i) = Refusal::ALL.iter().position(|r| *r == why) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an emitted finding.
+    pub fn finding(&self, kind: FindingKind) {
+        if let Some(i) = FindingKind::ALL.iter().position(|k| *k == kind) {
+            self.findings[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an inline decision.
+    pub fn decision(&self, decision: Decision) {
+        if let Some(i) = DECISIONS.iter().position(|d| *d == decision) {
+            self.decisions[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a batch made durable, or a store write that failed.
+    pub fn store_write(&self, ok: bool) {
+        let counter = if ok {
+            &self.durable_batches
+        } else {
+            &self.store_errors
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an alert delivered, retried, or given up (dead-lettered).
+    pub fn alert(&self, outcome: AlertOutcome) {
+        let counter = match outcome {
+            AlertOutcome::Delivered => &self.alerts_delivered,
+            AlertOutcome::Retried => &self.alerts_retried,
+            AlertOutcome::DeadLettered => &self.alerts_dead_lettered,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Alerts delivered, retried and dead-lettered so far.
+    pub fn alerts(&self) -> (u64, u64, u64) {
+        (
+            self.alerts_delivered.load(Ordering::Relaxed),
+            self.alerts_retried.load(Ordering::Relaxed),
+            self.alerts_dead_lettered.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The exposition, in the Prometheus text format.
+    pub fn render(&self, gauges: Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        family(
+            &mut out,
+            "nhiwatch_events_ingested_total",
+            "counter",
+            "Events accepted, by source format.",
+        );
+        for (source, count) in Source::ALL.iter().zip(&self.events) {
+            let _ = writeln!(
+                out,
+                "nhiwatch_events_ingested_total{{source=\"{source}\"}} {}",
+                load(count)
+            );
+        }
+        family(
+            &mut out,
+            "nhiwatch_records_rejected_total",
+            "counter",
+            "Records that could not be decoded.",
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_records_rejected_total {}",
+            load(&self.rejected_records)
+        );
+        family(
+            &mut out,
+            "nhiwatch_requests_refused_total",
+            "counter",
+            "Requests refused, by reason.",
+        );
+        for (why, count) in Refusal::ALL.iter().zip(&self.refused) {
+            let _ = writeln!(
+                out,
+                "nhiwatch_requests_refused_total{{reason=\"{}\"}} {}",
+                why.as_str(),
+                load(count)
+            );
+        }
+        family(
+            &mut out,
+            "nhiwatch_findings_total",
+            "counter",
+            "Findings emitted, by kind.",
+        );
+        for (kind, count) in FindingKind::ALL.iter().zip(&self.findings) {
+            let _ = writeln!(
+                out,
+                "nhiwatch_findings_total{{kind=\"{kind}\"}} {}",
+                load(count)
+            );
+        }
+        family(
+            &mut out,
+            "nhiwatch_decisions_total",
+            "counter",
+            "Inline decisions answered, by decision.",
+        );
+        for (decision, count) in DECISIONS.iter().zip(&self.decisions) {
+            let _ = writeln!(
+                out,
+                "nhiwatch_decisions_total{{decision=\"{}\"}} {}",
+                decision.as_str(),
+                load(count)
+            );
+        }
+        family(
+            &mut out,
+            "nhiwatch_decide_latency_seconds",
+            "histogram",
+            "Time to answer POST /v1/decide, from the request body read to the answer.",
+        );
+        self.decide_latency
+            .write(&mut out, "nhiwatch_decide_latency_seconds");
+        family(
+            &mut out,
+            "nhiwatch_queue_depth",
+            "gauge",
+            "Work waiting for the engine, by queue.",
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_queue_depth{{queue=\"ingest\"}} {}",
+            gauges.ingest_queue
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_queue_depth{{queue=\"decide\"}} {}",
+            gauges.decide_queue
+        );
+        family(
+            &mut out,
+            "nhiwatch_queue_capacity",
+            "gauge",
+            "Capacity of each engine queue.",
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_queue_capacity{{queue=\"ingest\"}} {}",
+            gauges.ingest_capacity
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_queue_capacity{{queue=\"decide\"}} {}",
+            gauges.decide_capacity
+        );
+        family(&mut out, "nhiwatch_identities", "gauge", "Identities seen.");
+        let _ = writeln!(out, "nhiwatch_identities {}", gauges.identities);
+        family(
+            &mut out,
+            "nhiwatch_store_batches_total",
+            "counter",
+            "Batches written to the evidence store, by result.",
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_store_batches_total{{result=\"durable\"}} {}",
+            load(&self.durable_batches)
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_store_batches_total{{result=\"failed\"}} {}",
+            load(&self.store_errors)
+        );
+        family(
+            &mut out,
+            "nhiwatch_alerts_total",
+            "counter",
+            "Alert deliveries to webhooks, by outcome.",
+        );
+        let (delivered, retried, dead) = self.alerts();
+        for (outcome, count) in [
+            ("delivered", delivered),
+            ("retried", retried),
+            ("dead_lettered", dead),
+        ] {
+            let _ = writeln!(
+                out,
+                "nhiwatch_alerts_total{{outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        out
+    }
+}
+
+/// What became of one alert delivery attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertOutcome {
+    /// The webhook took it.
+    Delivered,
+    /// It failed and will be tried again.
+    Retried,
+    /// It failed for good and went to the dead-letter file.
+    DeadLettered,
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let metrics = Metrics::default();
+        metrics.decide_latency.observe(Duration::from_micros(30));
+        metrics.decide_latency.observe(Duration::from_micros(700));
+        metrics.decide_latency.observe(Duration::from_secs(3));
+        let text = metrics.render(Gauges::default());
+        assert!(text.contains("nhiwatch_decide_latency_seconds_bucket{le=\"0.00005\"} 1\n"));
+        assert!(text.contains("nhiwatch_decide_latency_seconds_bucket{le=\"0.001\"} 2\n"));
+        assert!(text.contains("nhiwatch_decide_latency_seconds_bucket{le=\"1\"} 2\n"));
+        assert!(text.contains("nhiwatch_decide_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("nhiwatch_decide_latency_seconds_count 3\n"));
+    }
+
+    #[test]
+    fn statuses_map_to_refusals() {
+        assert_eq!(Refusal::of_status(401), Some(Refusal::Unauthenticated));
+        assert_eq!(Refusal::of_status(503), Some(Refusal::Overloaded));
+        assert_eq!(Refusal::of_status(502), Some(Refusal::Internal));
+        assert_eq!(Refusal::of_status(202), None);
+    }
+}

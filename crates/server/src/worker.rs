@@ -1,0 +1,322 @@
+//! The engine worker: one thread that owns the [`Engine`] (its state is single-threaded),
+//! fed by two bounded queues, and the in-memory [`View`] that read requests are answered from.
+//!
+//! Inline decisions go first: the worker waits on both queues but takes a decision before a
+//! batch, and while it works through a batch it answers waiting decisions between chunks of
+//! [`CHUNK`] events, so a decision never waits for a whole large batch.
+//!
+//! What the engine emits goes three ways, none of which the engine waits for: the view (under
+//! a short write lock), the store writer ([`crate::durable`]), and the alert dispatcher.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+
+use nhiwatch_detect::{Assessment, Engine, EngineStats};
+use nhiwatch_model::{Decision, Event, Finding, Severity, Timestamp};
+use nhiwatch_store::{IdentitySummary, LatestRisk, RiskPoint};
+use rustc_hash::FxHashMap;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::alerts::AlertSender;
+use crate::durable::{self, Output};
+use crate::metrics::Metrics;
+
+/// Events processed between looks at the decision queue.
+pub(crate) const CHUNK: usize = 256;
+
+/// Builds the engine, on the worker thread (an engine's detectors need not be `Send`).
+pub type EngineFactory = Arc<dyn Fn() -> Engine + Send + Sync>;
+
+/// One proposed action waiting for its judgement.
+pub(crate) struct DecideJob {
+    pub event: Event<'static>,
+    pub reply: oneshot::Sender<Assessment>,
+}
+
+/// The two queues into the engine.
+#[derive(Clone)]
+pub(crate) struct Queues {
+    pub ingest: mpsc::Sender<Vec<Event<'static>>>,
+    pub decide: mpsc::Sender<DecideJob>,
+}
+
+/// Identity summaries and recent findings, as the engine has seen them.
+#[derive(Debug)]
+pub struct View {
+    identities: FxHashMap<String, IdentitySummary>,
+    findings: VecDeque<Arc<Finding>>,
+    keep: usize,
+}
+
+/// Which findings [`View::findings`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct FindingFilter {
+    /// Only this identity's.
+    pub identity: Option<String>,
+    /// Only this kind.
+    pub kind: Option<nhiwatch_model::FindingKind>,
+    /// Only at or above this severity.
+    pub min_severity: Option<Severity>,
+    /// Only those at or after this time.
+    pub since: Option<Timestamp>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+impl View {
+    /// An empty view keeping the latest `keep` findings.
+    pub fn new(keep: usize) -> Self {
+        View {
+            identities: FxHashMap::default(),
+            findings: VecDeque::new(),
+            keep: keep.max(1),
+        }
+    }
+
+    /// Starts from what the store holds: identities and the latest findings.
+    pub fn preload(&mut self, identities: Vec<IdentitySummary>, findings: Vec<Finding>) {
+        for summary in identities {
+            self.identities.insert(summary.identity.clone(), summary);
+        }
+        let skip = findings.len().saturating_sub(self.keep);
+        self.findings
+            .extend(findings.into_iter().skip(skip).map(Arc::new));
+    }
+
+    fn observe(&mut self, event: &Event<'_>) {
+        let id: &str = &event.identity.id;
+        let summary = match self.identities.get_mut(id) {
+            Some(summary) => summary,
+            None => self
+                .identities
+                .entry(id.to_owned())
+                .or_insert_with(|| IdentitySummary {
+                    identity: id.to_owned(),
+                    kind: event.identity.kind,
+                    events: 0,
+                    first_seen: None,
+                    last_seen: None,
+                    findings: 0,
+                    risk: None,
+                }),
+        };
+        summary.kind = event.identity.kind;
+        summary.events += 1;
+        summary.first_seen = Some(summary.first_seen.map_or(event.time, |t| t.min(event.time)));
+        summary.last_seen = Some(summary.last_seen.map_or(event.time, |t| t.max(event.time)));
+    }
+
+    fn risk(&mut self, identity: &str, latest: LatestRisk) {
+        if let Some(summary) = self.identities.get_mut(identity) {
+            if summary.risk.is_none_or(|r| r.time <= latest.time) {
+                summary.risk = Some(latest);
+            }
+        }
+    }
+
+    fn add_finding(&mut self, finding: Arc<Finding>) {
+        if let Some(summary) = self.identities.get_mut(&finding.identity) {
+            summary.findings += 1;
+        }
+        self.risk(
+            &finding.identity,
+            LatestRisk {
+                time: finding.time,
+                risk: finding.risk,
+                decision: finding.decision,
+            },
+        );
+        if self.findings.len() == self.keep {
+            self.findings.pop_front();
+        }
+        self.findings.push_back(finding);
+    }
+
+    /// Identities, highest latest risk first, then most events.
+    pub fn identities(&self, limit: usize) -> (usize, Vec<IdentitySummary>) {
+        let mut all: Vec<&IdentitySummary> = self.identities.values().collect();
+        all.sort_by(|a, b| {
+            let risk = |s: &IdentitySummary| s.risk.map_or(0, |r| r.risk);
+            risk(b)
+                .cmp(&risk(a))
+                .then(b.events.cmp(&a.events))
+                .then(a.identity.cmp(&b.identity))
+        });
+        (all.len(), all.into_iter().take(limit).cloned().collect())
+    }
+
+    /// One identity.
+    pub fn identity(&self, id: &str) -> Option<IdentitySummary> {
+        self.identities.get(id).cloned()
+    }
+
+    /// How many identities.
+    pub fn identity_count(&self) -> usize {
+        self.identities.len()
+    }
+
+    /// Findings matching the filter, newest first.
+    pub fn findings(&self, filter: &FindingFilter) -> Vec<Arc<Finding>> {
+        self.findings
+            .iter()
+            .rev()
+            .filter(|f| {
+                filter.identity.as_deref().is_none_or(|id| f.identity == id)
+                    && filter.kind.is_none_or(|k| f.kind == k)
+                    && filter.min_severity.is_none_or(|s| f.severity >= s)
+                    && filter.since.is_none_or(|t| f.time >= t)
+            })
+            .take(filter.limit)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Where the worker sends what the engine emits.
+pub(crate) struct Sinks {
+    pub view: Arc<RwLock<View>>,
+    pub metrics: Arc<Metrics>,
+    pub alerts: AlertSender,
+    pub writer: Option<SyncSender<Output>>,
+}
+
+struct Worker {
+    engine: Engine,
+    sinks: Sinks,
+    emitted: Vec<Finding>,
+}
+
+/// Starts the worker thread; it runs until both queues are closed and drained, then finishes
+/// the engine (closing every open episode) and returns its counts.
+pub(crate) fn start(
+    factory: EngineFactory,
+    sinks: Sinks,
+    ingest_capacity: usize,
+    decide_capacity: usize,
+) -> std::io::Result<(Queues, JoinHandle<EngineStats>)> {
+    let (ingest, mut ingest_rx) = mpsc::channel::<Vec<Event<'static>>>(ingest_capacity);
+    let (decide, mut decide_rx) = mpsc::channel::<DecideJob>(decide_capacity);
+    let thread = std::thread::Builder::new()
+        .name("nhiwatch-engine".into())
+        .spawn(move || {
+            let mut worker = Worker {
+                engine: factory(),
+                sinks,
+                emitted: Vec::new(),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(async {
+                    let (mut ingest_open, mut decide_open) = (true, true);
+                    while ingest_open || decide_open {
+                        tokio::select! {
+                            biased;
+                            job = decide_rx.recv(), if decide_open => match job {
+                                Some(job) => worker.decide(job),
+                                None => decide_open = false,
+                            },
+                            batch = ingest_rx.recv(), if ingest_open => match batch {
+                                Some(batch) => worker.ingest(&batch, &mut decide_rx),
+                                None => ingest_open = false,
+                            },
+                        }
+                    }
+                }),
+                Err(err) => eprintln!("nhiwatch: cannot start the engine worker: {err}"),
+            }
+            worker.finish()
+        })?;
+    Ok((Queues { ingest, decide }, thread))
+}
+
+impl Worker {
+    fn decide(&mut self, job: DecideJob) {
+        let emitted = &mut self.emitted;
+        let assessment = self.engine.decide(&job.event, &mut |f| emitted.push(f));
+        let (risk, decision) = (assessment.risk, assessment.decision);
+        let cause = assessment
+            .findings
+            .first()
+            .map(|f| f.id.clone())
+            .unwrap_or_else(|| format!("decide:{}", job.event.id));
+        // Answer first; the bookkeeping below is not the caller's wait.
+        let _ = job.reply.send(assessment);
+        self.sinks.metrics.decision(decision);
+        let time = job.event.time;
+        {
+            let mut view = self.sinks.view.write().unwrap_or_else(|e| e.into_inner());
+            view.observe(&job.event);
+            view.risk(
+                &job.event.identity.id,
+                LatestRisk {
+                    time,
+                    risk,
+                    decision,
+                },
+            );
+        }
+        if let Some(writer) = &self.sinks.writer {
+            if decision != Decision::Allow {
+                let point = RiskPoint {
+                    identity: job.event.identity.id.to_string(),
+                    time,
+                    risk,
+                    decision,
+                    cause,
+                };
+                durable::send(writer, Output::Risk(Box::new(point)));
+            }
+            durable::send(writer, Output::Event(Box::new(job.event)));
+        }
+        self.emit();
+    }
+
+    fn ingest(&mut self, batch: &[Event<'static>], decide_rx: &mut mpsc::Receiver<DecideJob>) {
+        for chunk in batch.chunks(CHUNK) {
+            let emitted = &mut self.emitted;
+            for event in chunk {
+                self.engine.process(event, &mut |f| emitted.push(f));
+            }
+            {
+                let mut view = self.sinks.view.write().unwrap_or_else(|e| e.into_inner());
+                for event in chunk {
+                    view.observe(event);
+                }
+            }
+            self.emit();
+            while let Ok(job) = decide_rx.try_recv() {
+                self.decide(job);
+            }
+        }
+    }
+
+    /// Hands the findings the engine emitted to the view, the metrics, the alerts and the store.
+    fn emit(&mut self) {
+        if self.emitted.is_empty() {
+            return;
+        }
+        let findings: Vec<Arc<Finding>> = self.emitted.drain(..).map(Arc::new).collect();
+        {
+            let mut view = self.sinks.view.write().unwrap_or_else(|e| e.into_inner());
+            for finding in &findings {
+                view.add_finding(Arc::clone(finding));
+            }
+        }
+        for finding in findings {
+            self.sinks.metrics.finding(finding.kind);
+            self.sinks.alerts.offer(&finding);
+            if let Some(writer) = &self.sinks.writer {
+                durable::send(writer, Output::Finding(Box::new((*finding).clone())));
+            }
+        }
+    }
+
+    fn finish(mut self) -> EngineStats {
+        let emitted = &mut self.emitted;
+        self.engine.finish(&mut |f| emitted.push(f));
+        self.emit();
+        self.engine.stats()
+    }
+}
