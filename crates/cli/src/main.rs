@@ -35,8 +35,35 @@ enum Command {
     /// Detect where identities leave their approved use: entitlements, denials, sensitive access,
     /// workflows, hours.
     Detect(cmd::detect::Args),
+    /// Learn per-identity baselines (what is usual for each identity) from history, for
+    /// `detect --baseline`.
+    Learn(cmd::learn::Args),
     /// Per identity: permitted but never used, used but not permitted, and a least-privilege IAM policy.
     AccessReport(cmd::access_report::Args),
+    /// Check Sigma and native rule files, and test each rule against the example events kept
+    /// beside it.
+    Rules(cmd::rules::Args),
+    /// Serve over HTTP: ingest (JSON lines, CloudTrail, OTLP), inline decisions for agents,
+    /// identities and findings, Prometheus metrics, alerts to webhooks.
+    Serve(cmd::serve::Args),
+    /// Decode telemetry, run every lens, and keep events, findings and risk history in the
+    /// evidence store (durable, hash-chained); prints the chain head.
+    Ingest(cmd::ingest::Args),
+    /// From the evidence store, one identity: its actions as sessions, findings and why,
+    /// permitted against used, and its risk over time.
+    Investigate(cmd::investigate::Args),
+    /// List stored findings, by kind, risk, time and identity.
+    Findings(cmd::findings::Args),
+    /// Walk the evidence store's hash chain and report the first altered or missing batch.
+    Verify(cmd::verify::Args),
+    /// Export stored events, findings or risk history as JSON lines for a data lake.
+    Export(cmd::export::Args),
+    /// Publish telemetry (any supported format, normalised) to NATS JetStream, partitioned by
+    /// identity, for a fleet of workers.
+    Publish(cmd::publish::Args),
+    /// Run as one worker of a scale-out fleet over NATS JetStream: own partitions, detect,
+    /// store, publish findings to `nhiwatch.findings`.
+    Worker(cmd::worker::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,7 +75,17 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Policy(args) => cmd::policy::run(args),
         Command::Detect(args) => cmd::detect::run(args),
+        Command::Learn(args) => cmd::learn::run(args),
         Command::AccessReport(args) => cmd::access_report::run(args),
+        Command::Rules(args) => cmd::rules::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Ingest(args) => cmd::ingest::run(args),
+        Command::Investigate(args) => cmd::investigate::run(args),
+        Command::Findings(args) => cmd::findings::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Export(args) => cmd::export::run(args),
+        Command::Publish(args) => cmd::publish::run(args),
+        Command::Worker(args) => cmd::worker::run(args),
     };
     match result {
         Ok(code) => code,

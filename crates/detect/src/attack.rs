@@ -101,8 +101,96 @@ pub const CONTAINER_API_CREDENTIALS: Technique = Technique {
     tactic: "Credential Access",
 };
 
+/// Account Manipulation: Additional Cloud Credentials (access keys, login profiles, deploy keys).
+pub const ADDITIONAL_CLOUD_CREDENTIALS: Technique = Technique {
+    id: "T1098.001",
+    name: "Account Manipulation: Additional Cloud Credentials",
+    tactic_id: "TA0004",
+    tactic: "Privilege Escalation",
+};
+
+/// Account Manipulation: Additional Cloud Roles (policies attached, members added).
+pub const ADDITIONAL_CLOUD_ROLES: Technique = Technique {
+    id: "T1098.003",
+    name: "Account Manipulation: Additional Cloud Roles",
+    tactic_id: "TA0004",
+    tactic: "Privilege Escalation",
+};
+
+/// Account Manipulation: Additional Container Cluster Roles (role bindings).
+pub const ADDITIONAL_CLUSTER_ROLES: Technique = Technique {
+    id: "T1098.006",
+    name: "Account Manipulation: Additional Container Cluster Roles",
+    tactic_id: "TA0004",
+    tactic: "Privilege Escalation",
+};
+
+/// Abuse Elevation Control Mechanism: Temporary Elevated Cloud Access (PassRole to new compute).
+pub const TEMPORARY_ELEVATED_ACCESS: Technique = Technique {
+    id: "T1548.005",
+    name: "Abuse Elevation Control Mechanism: Temporary Elevated Cloud Access",
+    tactic_id: "TA0004",
+    tactic: "Privilege Escalation",
+};
+
+/// Container Administration Command (pod exec, attach).
+pub const CONTAINER_ADMIN_COMMAND: Technique = Technique {
+    id: "T1609",
+    name: "Container Administration Command",
+    tactic_id: "TA0002",
+    tactic: "Execution",
+};
+
+/// Cloud Administration Command (SSM Run Command and the like).
+pub const CLOUD_ADMIN_COMMAND: Technique = Technique {
+    id: "T1651",
+    name: "Cloud Administration Command",
+    tactic_id: "TA0002",
+    tactic: "Execution",
+};
+
+/// Impair Defenses: Disable or Modify Cloud Logs.
+pub const DISABLE_CLOUD_LOGS: Technique = Technique {
+    id: "T1562.008",
+    name: "Impair Defenses: Disable or Modify Cloud Logs",
+    tactic_id: "TA0005",
+    tactic: "Defense Evasion",
+};
+
+/// Impair Defenses: Disable or Modify Tools (detectors, scanners, alarms).
+pub const DISABLE_TOOLS: Technique = Technique {
+    id: "T1562.001",
+    name: "Impair Defenses: Disable or Modify Tools",
+    tactic_id: "TA0005",
+    tactic: "Defense Evasion",
+};
+
+/// Indicator Removal (audit events deleted).
+pub const INDICATOR_REMOVAL: Technique = Technique {
+    id: "T1070",
+    name: "Indicator Removal",
+    tactic_id: "TA0005",
+    tactic: "Defense Evasion",
+};
+
+/// Modify Authentication Process (two-factor requirements lifted).
+pub const MODIFY_AUTHENTICATION: Technique = Technique {
+    id: "T1556",
+    name: "Modify Authentication Process",
+    tactic_id: "TA0005",
+    tactic: "Defense Evasion",
+};
+
+/// Transfer Data to Cloud Account (snapshots or images shared with another account).
+pub const TRANSFER_TO_CLOUD_ACCOUNT: Technique = Technique {
+    id: "T1537",
+    name: "Transfer Data to Cloud Account",
+    tactic_id: "TA0010",
+    tactic: "Exfiltration",
+};
+
 /// Every technique this crate reports, for looking tags up again (OCSF output).
-pub const ALL: [Technique; 9] = [
+pub const ALL: [Technique; 20] = [
     CLOUD_ACCOUNTS,
     VALID_ACCOUNTS,
     CLOUD_STORAGE_DATA,
@@ -112,6 +200,17 @@ pub const ALL: [Technique; 9] = [
     CLOUD_GROUPS_DISCOVERY,
     CLOUD_SECRETS,
     CONTAINER_API_CREDENTIALS,
+    ADDITIONAL_CLOUD_CREDENTIALS,
+    ADDITIONAL_CLOUD_ROLES,
+    ADDITIONAL_CLUSTER_ROLES,
+    TEMPORARY_ELEVATED_ACCESS,
+    CONTAINER_ADMIN_COMMAND,
+    CLOUD_ADMIN_COMMAND,
+    DISABLE_CLOUD_LOGS,
+    DISABLE_TOOLS,
+    INDICATOR_REMOVAL,
+    MODIFY_AUTHENTICATION,
+    TRANSFER_TO_CLOUD_ACCOUNT,
 ];
 
 /// The technique behind a `frameworks` tag, when it is one this crate knows.

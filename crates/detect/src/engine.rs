@@ -23,11 +23,12 @@
 //! (see [`crate::episode`]). Open episodes are closed when the stream moves past them
 //! ([`Detector::sweep`], run as event time advances) and at the end ([`Detector::flush`]).
 //!
-//! The issue-5 lens (baselines) plugs in as more detectors through [`Engine::add_detector`];
-//! its per-identity risk score replaces [`SeverityScorer`] through [`Engine::set_scorer`]. Until
-//! then risk and decision follow from the severity alone: risk 25/50/75/95 for
-//! low/medium/high/critical, and the decision the policy entry sets for that severity (else
-//! allow/review/step_up/block).
+//! The usual lens ([`crate::detectors::Usual`]) is one of the standard detectors; by default it
+//! starts from an empty baseline and learns as it goes. [`Engine::with_baseline`] starts it from
+//! a learned baseline and scores with [`crate::RiskScorer`] (per-identity risk that rises with
+//! findings and decays with time). [`Engine::new`] keeps the [`SeverityScorer`]: risk
+//! 25/50/75/95 for low/medium/high/critical, and the decision the policy entry sets for that
+//! severity (else allow/review/step_up/block); [`Engine::set_scorer`] replaces it.
 
 use std::sync::Arc;
 
@@ -100,6 +101,9 @@ pub struct StreamPosition {
     pub time: Timestamp,
     /// Events processed so far, this one included.
     pub events: u64,
+    /// Set for an inline decision ([`Engine::decide`]): the sweep is a *preview* of this
+    /// identity, not a sweep of the stream. See [`Detector::sweep`].
+    pub preview: Option<Sym>,
 }
 
 /// One event as the engine presents it to detectors: the event and everything already worked
@@ -163,6 +167,12 @@ pub trait Detector {
 
     /// Closes the episodes the stream has left behind: their last event is more than the
     /// episode gap before `at.time`, and the configured lateness of events has passed.
+    ///
+    /// When `at.preview` names an identity, this is a preview for an inline decision instead:
+    /// push a draft for each of that identity's open episodes that the event at position
+    /// `at.events` joined, as it would read if it closed now, and close nothing.
+    /// [`Episodes::expire`](crate::episode::Episodes::expire) does exactly this, so a detector
+    /// that sweeps through it needs no code of its own for previews.
     fn sweep(&mut self, at: StreamPosition, names: &Names<'_>, out: &mut Vec<Draft>);
 
     /// Closes everything: the input is over.
@@ -170,12 +180,25 @@ pub trait Detector {
 
     /// Bytes of per-identity state held (an estimate of heap and inline sizes).
     fn state_bytes(&self) -> usize;
+
+    /// The learned profiles, for the usual lens: so they can be saved, snapshotted or handed
+    /// over between workers.
+    fn baseline(&self) -> Option<&nhiwatch_baseline::Baseline> {
+        None
+    }
 }
 
 /// Turns a draft's severity (and, from issue 5, the identity's history) into risk and decision.
 pub trait Scorer {
     /// Risk 0-100 and the decision for a draft.
     fn score(&mut self, draft: &Draft, entry: Option<&Entry>) -> (u8, Decision);
+
+    /// Risk and decision for a preview draft of an inline decision ([`Engine::decide`]): the
+    /// same episode may be previewed many times before it closes, so a scorer that keeps
+    /// history should not count it here. The default is [`Scorer::score`].
+    fn preview(&mut self, draft: &Draft, entry: Option<&Entry>) -> (u8, Decision) {
+        self.score(draft, entry)
+    }
 }
 
 /// Risk from severity alone; the decision the policy entry sets for the severity, else the
@@ -231,6 +254,18 @@ pub struct EngineStats {
     pub profiles: usize,
 }
 
+/// What the lenses say about one proposed action, before it runs: [`Engine::decide`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assessment {
+    /// The strictest decision of the findings the action joins; allow when it joins none.
+    pub decision: Decision,
+    /// The highest risk of those findings; 0 when none.
+    pub risk: u8,
+    /// The findings the action makes or joins, as they would read if closed now. Their ids
+    /// are the ids the findings will have when they are emitted.
+    pub findings: Vec<Finding>,
+}
+
 /// The streaming engine.
 pub struct Engine {
     policy: Option<Arc<Policy>>,
@@ -259,6 +294,21 @@ impl Engine {
     pub fn new(policy: Option<Arc<Policy>>, config: EngineConfig) -> Self {
         let detectors = crate::detectors::standard(policy.as_deref(), &config);
         Engine::with_detectors(policy, config, detectors)
+    }
+
+    /// An engine with every lens, the usual lens judging against `baseline` (see
+    /// [`crate::detectors::Usual`]), and the per-identity [`crate::RiskScorer`].
+    pub fn with_baseline(
+        policy: Option<Arc<Policy>>,
+        config: EngineConfig,
+        baseline: nhiwatch_baseline::Baseline,
+        usual: crate::detectors::UsualConfig,
+    ) -> Self {
+        let lens = crate::detectors::Usual::new(baseline, usual, &config);
+        let detectors = crate::detectors::lenses(policy.as_deref(), &config, lens);
+        let mut engine = Engine::with_detectors(policy, config, detectors);
+        engine.set_scorer(Box::new(crate::RiskScorer::new()));
+        engine
     }
 
     /// An engine with the given detectors.
@@ -307,6 +357,11 @@ impl Engine {
             profiles: self.profiles.len(),
             ..self.stats.clone()
         }
+    }
+
+    /// The usual lens's profiles, as learned so far, when the engine has that lens.
+    pub fn baseline(&self) -> Option<&nhiwatch_baseline::Baseline> {
+        self.detectors.iter().find_map(|d| d.baseline())
     }
 
     /// Bytes of per-identity state (detectors' state and the engine's own per-identity slots),
@@ -375,6 +430,7 @@ impl Engine {
             let at = StreamPosition {
                 time: self.watermark,
                 events: self.stats.events,
+                preview: None,
             };
             for detector in &mut self.detectors {
                 detector.sweep(at, &names, &mut self.drafts);
@@ -393,6 +449,46 @@ impl Engine {
         }
     }
 
+    /// Processes one proposed action as [`Engine::process`] does (it is recorded: it moves the
+    /// workflow, counts for the identity), then judges it: every open episode of the identity
+    /// that this event joined is previewed, scored ([`Scorer::preview`]) and returned, without
+    /// being closed. The action is judged as the event describes it; a proposed action should
+    /// carry outcome `success`, as if it were carried out.
+    pub fn decide(&mut self, event: &Event<'_>, emit: &mut dyn FnMut(Finding)) -> Assessment {
+        self.process(event, emit);
+        let mut assessment = Assessment {
+            decision: Decision::Allow,
+            risk: 0,
+            findings: Vec::new(),
+        };
+        let Some(identity) = self.identities.get(&event.identity.id) else {
+            return assessment;
+        };
+        let at = StreamPosition {
+            time: self.watermark,
+            events: self.stats.events,
+            preview: Some(identity),
+        };
+        let names = Names {
+            identities: &self.identities,
+            actions: &self.actions,
+            policy: self.policy.as_deref(),
+        };
+        for detector in &mut self.detectors {
+            detector.sweep(at, &names, &mut self.drafts);
+        }
+        let mut drafts = std::mem::take(&mut self.drafts);
+        for draft in drafts.drain(..) {
+            if let Some(finding) = self.finding(draft, true) {
+                assessment.decision = assessment.decision.max(finding.decision);
+                assessment.risk = assessment.risk.max(finding.risk);
+                assessment.findings.push(finding);
+            }
+        }
+        self.drafts = drafts;
+        assessment
+    }
+
     /// Ends the input: closes every open episode.
     pub fn finish(&mut self, emit: &mut dyn FnMut(Finding)) {
         let names = Names {
@@ -407,24 +503,38 @@ impl Engine {
     }
 
     fn emit_drafts(&mut self, emit: &mut dyn FnMut(Finding)) {
-        let policy = self.policy.as_deref();
-        for draft in self.drafts.drain(..) {
-            let Some(first) = draft.event_ids.first() else {
-                // A detector bug; a finding without evidence would break the contract.
-                debug_assert!(false, "a draft without events");
-                continue;
-            };
-            let identity = self.identities.resolve(draft.identity).to_owned();
-            let entry = policy.zip(draft.entry).and_then(|(p, id)| p.entry(id));
-            let (risk, decision) = self.scorer.score(&draft, entry);
-            let mut frameworks: Vec<String> =
-                BASE_FRAMEWORKS.iter().map(|f| (*f).to_owned()).collect();
-            for technique in &draft.techniques {
-                let tag = technique.tag();
-                if !frameworks.contains(&tag) {
-                    frameworks.push(tag);
-                }
+        let mut drafts = std::mem::take(&mut self.drafts);
+        for draft in drafts.drain(..) {
+            if let Some(finding) = self.finding(draft, false) {
+                emit(finding);
             }
+        }
+        self.drafts = drafts;
+    }
+
+    /// Scores a draft into a finding; a preview is scored as one and not counted.
+    fn finding(&mut self, draft: Draft, preview: bool) -> Option<Finding> {
+        let Some(first) = draft.event_ids.first() else {
+            // A detector bug; a finding without evidence would break the contract.
+            debug_assert!(false, "a draft without events");
+            return None;
+        };
+        let policy = self.policy.as_deref();
+        let identity = self.identities.resolve(draft.identity).to_owned();
+        let entry = policy.zip(draft.entry).and_then(|(p, id)| p.entry(id));
+        let (risk, decision) = if preview {
+            self.scorer.preview(&draft, entry)
+        } else {
+            self.scorer.score(&draft, entry)
+        };
+        let mut frameworks: Vec<String> = BASE_FRAMEWORKS.iter().map(|f| (*f).to_owned()).collect();
+        for technique in &draft.techniques {
+            let tag = technique.tag();
+            if !frameworks.contains(&tag) {
+                frameworks.push(tag);
+            }
+        }
+        if !preview {
             self.stats.findings += 1;
             if let Some(slot) = FindingKind::ALL
                 .iter()
@@ -433,21 +543,145 @@ impl Engine {
             {
                 *slot += 1;
             }
-            emit(Finding {
-                id: Finding::stable_id(&identity, draft.kind, first),
-                time: draft.time,
-                identity,
-                kind: draft.kind,
-                severity: draft.severity,
-                risk,
-                decision,
-                summary: draft.summary,
-                evidence: Evidence {
-                    event_ids: draft.event_ids,
-                    detail: draft.detail,
-                },
-                frameworks,
-            });
         }
+        Some(Finding {
+            // Two rules can fire on the same first event: the rule id keeps their ids apart.
+            id: match draft.detail.pointer("/rule/id").and_then(|v| v.as_str()) {
+                Some(rule) if draft.kind == FindingKind::Rule => {
+                    Finding::stable_id(&identity, draft.kind, &format!("{rule}\u{1f}{first}"))
+                }
+                _ => Finding::stable_id(&identity, draft.kind, first),
+            },
+            time: draft.time,
+            identity,
+            kind: draft.kind,
+            severity: draft.severity,
+            risk,
+            decision,
+            summary: draft.summary,
+            evidence: Evidence {
+                event_ids: draft.event_ids,
+                detail: draft.detail,
+            },
+            frameworks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use nhiwatch_model::{Decision, FindingKind, Severity};
+    use nhiwatch_policy::Policy;
+
+    use super::{Engine, EngineConfig};
+    use crate::detectors::testing::{event, EventExt};
+
+    const AGENT: &str = r#"
+identities:
+  - match: "coding-agent"
+    kind: agent
+    allow:
+      - action: "tool:read_file"
+      - action: "tool:search"
+    sensitive: ["tool:get_secret"]
+    decision: {high: block, medium: review}
+"#;
+
+    fn engine() -> Engine {
+        let policy = Policy::parse(AGENT, "policy.yaml", None).unwrap_or_else(|e| panic!("{e}"));
+        Engine::new(Some(Arc::new(policy)), EngineConfig::default())
+    }
+
+    #[test]
+    fn decide_allows_a_permitted_action_and_blocks_an_out_of_scope_one() {
+        let mut engine = engine();
+        let mut emitted = Vec::new();
+        let allowed = engine.decide(
+            &event("e1", 0, "coding-agent", "tool:read_file").on("src/main.rs"),
+            &mut |f| emitted.push(f),
+        );
+        assert_eq!(allowed.decision, Decision::Allow);
+        assert_eq!(allowed.risk, 0);
+        assert!(allowed.findings.is_empty());
+
+        let blocked = engine.decide(
+            &event("e2", 1, "coding-agent", "tool:get_secret").on("prod/db-password"),
+            &mut |f| emitted.push(f),
+        );
+        assert_eq!(blocked.decision, Decision::Block);
+        let kinds: Vec<_> = blocked.findings.iter().map(|f| f.kind).collect();
+        assert!(kinds.contains(&FindingKind::OutOfScope), "{kinds:?}");
+        assert!(kinds.contains(&FindingKind::SensitiveAccess), "{kinds:?}");
+        let out_of_scope = blocked
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::OutOfScope)
+            .unwrap();
+        assert_eq!(out_of_scope.severity, Severity::High);
+        assert_eq!(out_of_scope.evidence.event_ids, ["e2"]);
+        assert_eq!(blocked.risk, out_of_scope.risk);
+
+        // A preview closes nothing and is not counted; the next permitted action joins no
+        // finding, and the finding emitted at the end has the id the decision gave.
+        assert!(emitted.is_empty());
+        assert_eq!(engine.stats().findings, 0);
+        let next = engine.decide(&event("e3", 2, "coding-agent", "tool:search"), &mut |f| {
+            emitted.push(f)
+        });
+        assert_eq!(next.decision, Decision::Allow);
+        engine.finish(&mut |f| emitted.push(f));
+        let closed = emitted
+            .iter()
+            .find(|f| f.kind == FindingKind::OutOfScope)
+            .unwrap();
+        assert_eq!(closed.id, out_of_scope.id);
+        assert_eq!(engine.stats().events, 3);
+    }
+
+    #[test]
+    fn a_second_out_of_scope_action_is_judged_with_its_episode() {
+        let mut engine = engine();
+        let first = engine.decide(
+            &event("e1", 0, "coding-agent", "tool:delete_repo").denied("Forbidden"),
+            &mut |_| {},
+        );
+        // Refused by the provider: an attempt, medium.
+        assert_eq!(first.decision, Decision::Review);
+        let second = engine.decide(
+            &event("e2", 1, "coding-agent", "tool:delete_repo"),
+            &mut |_| {},
+        );
+        let out_of_scope = second
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::OutOfScope)
+            .unwrap();
+        assert_eq!(out_of_scope.evidence.event_ids, ["e1", "e2"]);
+        assert_eq!(second.decision, Decision::Block);
+    }
+
+    #[test]
+    fn a_long_episode_is_previewed_with_its_ends_and_its_full_count() {
+        let mut engine = engine();
+        let mut last = None;
+        for i in 0..40 {
+            let id = format!("e{i}");
+            last = Some(engine.decide(
+                &event(&id, i, "coding-agent", "tool:delete_repo"),
+                &mut |_| {},
+            ));
+        }
+        let last = last.unwrap();
+        let finding = &last.findings[0];
+        let ids = &finding.evidence.event_ids;
+        assert_eq!(ids.len(), 16);
+        assert_eq!((ids[0].as_str(), ids[15].as_str()), ("e0", "e39"));
+        assert!(finding.summary.contains("40 events"), "{}", finding.summary);
+        let mut closed = Vec::new();
+        engine.finish(&mut |f| closed.push(f));
+        assert_eq!(closed[0].evidence.event_ids.len(), 40);
+        assert_eq!(closed[0].id, finding.id);
     }
 }

@@ -20,6 +20,9 @@ use crate::engine::{EngineConfig, Names, Observation, StreamPosition};
 /// Most distinct items an episode describes.
 pub const MAX_ITEMS: usize = 32;
 
+/// Event ids from each end of a long episode that a preview keeps.
+pub const PREVIEW_IDS: usize = 8;
+
 /// One distinct thing an episode's events did.
 #[derive(Clone, Debug)]
 pub struct Tally {
@@ -80,6 +83,8 @@ pub struct Episode {
     pub untallied: u32,
     /// Stream position of its latest event.
     touched: u64,
+    /// Event ids a preview left out of `event_ids` (0 for a real episode).
+    elided: usize,
 }
 
 impl Episode {
@@ -93,6 +98,30 @@ impl Episode {
             items: Vec::new(),
             untallied: 0,
             touched: obs.seq,
+            elided: 0,
+        }
+    }
+
+    /// A copy for a preview ([`Episodes::expire`]): every item, but of a long episode's event
+    /// ids only the first and the latest [`PREVIEW_IDS`], the rest counted in [`Episode::events`].
+    fn preview(&self) -> Episode {
+        let ids = &self.event_ids;
+        let event_ids = if ids.len() <= 2 * PREVIEW_IDS {
+            ids.clone()
+        } else {
+            let (head, tail) = (&ids[..PREVIEW_IDS], &ids[ids.len() - PREVIEW_IDS..]);
+            head.iter().chain(tail).cloned().collect()
+        };
+        Episode {
+            entry: self.entry,
+            source: self.source,
+            start: self.start,
+            last: self.last,
+            elided: ids.len() - event_ids.len() + self.elided,
+            event_ids,
+            items: self.items.clone(),
+            untallied: self.untallied,
+            touched: self.touched,
         }
     }
 
@@ -143,7 +172,7 @@ impl Episode {
 
     /// Events in the episode.
     pub fn events(&self) -> usize {
-        self.event_ids.len()
+        self.event_ids.len() + self.elided
     }
 
     /// Events carried out.
@@ -257,7 +286,18 @@ impl Episodes {
 
     /// Closes every episode the stream has left behind: its last event is more than the gap
     /// before `at.time` and at least the lateness of events ago.
+    ///
+    /// A preview (`at.preview` set, see [`Detector::sweep`](crate::Detector::sweep)) closes
+    /// nothing: it reports a copy of that identity's open episode when the event at
+    /// `at.events` joined it (of a long episode's event ids, only the first and the latest
+    /// [`PREVIEW_IDS`]; its count of events stays whole).
     pub fn expire(&mut self, at: StreamPosition, mut report: impl FnMut(Sym, Box<Episode>)) {
+        if let Some(identity) = at.preview {
+            if let Some(episode) = self.get(identity).filter(|e| e.touched == at.events) {
+                report(identity, Box::new(episode.preview()));
+            }
+            return;
+        }
         let (gap, lateness) = (self.gap, self.lateness);
         let open = &mut self.open;
         self.active.retain(|&identity| {

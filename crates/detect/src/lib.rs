@@ -9,7 +9,9 @@
 //!   the identity's policy entry once, and hands the result to every [`Detector`]; see
 //!   [`engine`] for the component model the baseline lens (issue 5) plugs into.
 //! - [`episode`] groups an identity's flagged events into one finding per episode.
-//! - [`detectors`] are the detectors themselves.
+//! - [`detectors`] are the detectors themselves, the usual lens ([`detectors::Usual`]: learned
+//!   baselines from `nhiwatch-baseline`, the catalogue of dangerous actions) among them.
+//! - [`risk`] scores each identity's risk from its findings and decides.
 //! - [`ocsf`] writes findings as OCSF Detection Findings; [`access`] builds the access report
 //!   (permitted but unused, used but not permitted, a least-privilege IAM policy).
 
@@ -21,8 +23,10 @@ pub mod detectors;
 pub mod engine;
 pub mod episode;
 pub mod ocsf;
+pub mod risk;
 
 pub use engine::{
-    Detector, Draft, Engine, EngineConfig, EngineStats, Names, Observation, Scorer, SeverityScorer,
-    StreamPosition,
+    Assessment, Detector, Draft, Engine, EngineConfig, EngineStats, Names, Observation, Scorer,
+    SeverityScorer, StreamPosition,
 };
+pub use risk::RiskScorer;

@@ -182,19 +182,17 @@ pub(crate) fn plan(config: &SimConfig, fleet: &Fleet) -> Vec<Incident> {
                 scenario.victim(),
                 Archetype::Deployer | Archetype::CodingAgent
             ) {
-                while crate::fleet::weekday(config.start_day + i64::from(day)) >= 5
-                    || fleet.holiday == Some(day)
+                let workday = |d: u32| {
+                    crate::fleet::weekday(config.start_day + i64::from(d)) < 5
+                        && fleet.holiday != Some(d)
+                };
+                // The next workday in the attack period, wrapping once; none: keep the day.
+                let span = config.days - first_day;
+                if let Some(next) = (0..span)
+                    .map(|step| first_day + (day - first_day + step) % span)
+                    .find(|d| workday(*d))
                 {
-                    day = if day + 1 < config.days {
-                        day + 1
-                    } else {
-                        first_day
-                    };
-                    if day == first_day
-                        && crate::fleet::weekday(config.start_day + i64::from(day)) >= 5
-                    {
-                        break;
-                    }
+                    day = next;
                 }
             }
             incidents.push(Incident {

@@ -210,3 +210,18 @@ fn behaviour_repeats_with_variation_skews_to_hours_and_drifts() {
     });
     assert!(first_seen_late, "no identity drifts");
 }
+
+#[test]
+fn an_attack_period_without_workdays_still_places_every_incident() {
+    // Days 4-5 are the holiday Friday and a Saturday: no workday to move office-hours attacks
+    // to. (This once looped forever.)
+    let dir = tempfile::tempdir().unwrap();
+    let config = SimConfig {
+        identities: 8,
+        days: 6,
+        attack_after_days: 4,
+        ..SimConfig::default()
+    };
+    let manifest = simulate(&config, dir.path()).unwrap();
+    assert!(manifest.incidents > 0);
+}

@@ -1,7 +1,8 @@
 //! `nhiwatch demo`: the whole product in one command, with nothing to set up.
 //!
 //! Simulates a small labelled fleet (CloudTrail, Kubernetes audit, GitHub audit and AI-agent
-//! OTLP traces, with attacks injected), runs every lens over it with the simulated policy, and
+//! OTLP traces, with attacks injected), learns baselines on the attack-free first days, runs
+//! every lens over the rest with the simulated policy, and
 //! prints the riskiest identities, their findings, and how the findings score against the
 //! labels. The simulation is kept when `--out` is given, so each step can be re-run by hand.
 
@@ -12,13 +13,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use nhiwatch_baseline::Baseline;
+use nhiwatch_detect::detectors::UsualConfig;
 use nhiwatch_detect::{Engine, EngineConfig};
 use nhiwatch_model::{Event, Finding};
 use nhiwatch_policy::Policy;
 use nhiwatch_sim::eval::{evaluate, read_labels};
 use nhiwatch_sim::{simulate, SimConfig, TELEMETRY_DIR};
 
-use crate::cmd::detect::{table_header, table_row};
+use crate::cmd::detect::{learn_first_days, table_header, table_row};
 use crate::input::{read_all, InputArgs};
 use crate::output::sanitize;
 
@@ -72,7 +75,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let policy_path = out.join("policy.yaml");
     let policy =
         Policy::load(&policy_path).map_err(|e| anyhow::anyhow!(sanitize(&e.to_string())))?;
-    let mut engine = Engine::new(Some(Arc::new(policy)), EngineConfig::default());
     let mut findings = Vec::new();
     let input = InputArgs {
         paths: vec![out.join(TELEMETRY_DIR)],
@@ -83,9 +85,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_document_bytes: 1 << 30,
         quiet: false,
     };
+    // The usual lens learns the attack-free first days, then every lens judges the rest.
+    let (baseline, from) = learn_first_days(&input, Baseline::default(), config.attack_after_days)?;
+    let mut engine = Engine::with_baseline(
+        Some(Arc::new(policy)),
+        EngineConfig::default(),
+        baseline,
+        UsualConfig::default(),
+    );
     let started = Instant::now();
     let stats = read_all(&input, &mut |event: Event<'_>| {
-        engine.process(&event, &mut |finding| findings.push(finding))
+        if from.is_none_or(|from| event.time >= from) {
+            engine.process(&event, &mut |finding| findings.push(finding))
+        }
     })?;
     engine.finish(&mut |finding| findings.push(finding));
     let seconds = started.elapsed().as_secs_f64();

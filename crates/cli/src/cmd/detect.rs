@@ -1,4 +1,8 @@
 //! `nhiwatch detect`: stream telemetry through the detection engine and print findings.
+//!
+//! All three lenses run: permitted and expected (with `--policy`) and usual (always: against
+//! `--baseline`, against the first `--learn-days` of the input, or learned as events arrive),
+//! and each identity's risk is scored across them.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -7,8 +11,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use nhiwatch_baseline::{Baseline, Learner};
+use nhiwatch_detect::detectors::UsualConfig;
 use nhiwatch_detect::{ocsf, Engine, EngineConfig};
-use nhiwatch_model::{Event, Finding, FindingKind};
+use nhiwatch_model::{Event, Finding, FindingKind, Timestamp};
 use nhiwatch_policy::Policy;
 
 use crate::cmd::normalize::EXIT_REJECTS;
@@ -45,6 +51,86 @@ pub struct Args {
     /// Events of one identity at most this far apart form one finding (e.g. `30m`, `2h`).
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = nhiwatch_policy::parse_duration)]
     window: i64,
+    /// A baseline written by `nhiwatch learn`: the usual lens judges each identity against it.
+    /// Without one (and without `--learn-days`) every identity is learned from scratch as
+    /// events arrive.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Learn from the first N days of the input (from the day of its earliest event, UTC),
+    /// added to `--baseline` if given, and detect on the rest. Reads the input three times,
+    /// so it needs files, not standard input.
+    #[arg(long, value_name = "N")]
+    learn_days: Option<u32>,
+    /// Keep the baseline as loaded or learned: do not learn from the events detected on.
+    #[arg(long)]
+    frozen: bool,
+    /// Sigma or native rule files or directories to run beside the lenses (findings of kind
+    /// `rule`); repeatable. See `nhiwatch rules check`.
+    #[arg(long, value_name = "PATH")]
+    rules: Vec<PathBuf>,
+}
+
+/// Nanoseconds per day.
+const DAY: i64 = 86_400 * 1_000_000_000;
+
+/// The baseline the usual lens starts from, and the time detection starts at (events before
+/// it were learned, not judged).
+fn prepare(args: &Args) -> anyhow::Result<(Baseline, Option<Timestamp>)> {
+    let loaded = args
+        .baseline
+        .as_deref()
+        .map(crate::cmd::learn::load)
+        .transpose()?
+        .unwrap_or_default();
+    match args.learn_days {
+        Some(days) => learn_first_days(&args.input, loaded, days),
+        None => Ok((loaded, None)),
+    }
+}
+
+/// Learns `loaded` further from the events of the input's first `days` days (UTC, from the
+/// earliest event), and returns it with the time detection starts at.
+pub(crate) fn learn_first_days(
+    input: &InputArgs,
+    loaded: Baseline,
+    days: u32,
+) -> anyhow::Result<(Baseline, Option<Timestamp>)> {
+    if input.paths.iter().any(|p| p.as_os_str() == "-") {
+        anyhow::bail!("--learn-days reads the input more than once: give files, not `-`");
+    }
+    // Earlier passes stay quiet: rejects are reported once, by the detection pass.
+    let quiet = InputArgs {
+        quiet: true,
+        rejects: None,
+        ..input.clone()
+    };
+    let mut earliest = i64::MAX;
+    read_all(&quiet, &mut |event: Event<'_>| {
+        if !event.time_inferred {
+            earliest = earliest.min(event.time.unix_nanos());
+        }
+    })?;
+    if earliest == i64::MAX {
+        return Ok((loaded, None));
+    }
+    let cutoff = earliest
+        .div_euclid(DAY)
+        .saturating_add(i64::from(days))
+        .saturating_mul(DAY);
+    let mut learner = Learner::resume(loaded);
+    read_all(&quiet, &mut |event: Event<'_>| {
+        if event.time.unix_nanos() < cutoff {
+            learner.observe(&event);
+        }
+    })?;
+    let learned = learner.events();
+    let baseline = learner.finish();
+    let cutoff = Timestamp(cutoff);
+    eprintln!(
+        "nhiwatch: learned {learned} events before {cutoff} into {} identities; detecting from {cutoff}",
+        baseline.len()
+    );
+    Ok((baseline, Some(cutoff)))
 }
 
 /// Runs `detect`: findings to standard output (or `--out`), a summary to standard error.
@@ -55,11 +141,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|path| Policy::load(path).map_err(|e| anyhow::anyhow!(sanitize(&e.to_string()))))
         .transpose()?
         .map(Arc::new);
+    let rules = if args.rules.is_empty() {
+        None
+    } else {
+        let set =
+            nhiwatch_rules::RuleSet::load(&args.rules, &nhiwatch_rules::LoadOptions::default())
+                .map_err(|e| anyhow::anyhow!(sanitize(&e.to_string())))?;
+        Some(Arc::new(set))
+    };
     let config = EngineConfig {
         episode_gap: args.window,
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(policy, config);
+    let (baseline, from) = prepare(&args)?;
+    let usual = UsualConfig {
+        learn: !args.frozen,
+        ..UsualConfig::default()
+    };
+    let mut engine = Engine::with_baseline(policy, config, baseline, usual);
+    if let Some(rules) = rules {
+        let detector = nhiwatch_rules::RulesDetector::new(rules, engine.config());
+        engine.add_detector(Box::new(detector));
+    }
     let sink: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
@@ -79,8 +182,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    let mut skipped = 0u64;
     let stats = read_all(&args.input, &mut |event: Event<'_>| {
-        engine.process(&event, &mut emit)
+        if from.is_some_and(|from| event.time < from) {
+            skipped += 1;
+        } else {
+            engine.process(&event, &mut emit)
+        }
     })?;
     engine.finish(&mut emit);
     match write_error {
@@ -104,6 +212,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         engine_stats.declared,
         engine_stats.findings
     );
+    if skipped > 0 {
+        summary.push_str(&format!(
+            "  {skipped} events before the detection period were learned, not judged; {} judged\n",
+            engine_stats.events
+        ));
+    }
     for (kind, count) in FindingKind::ALL.iter().zip(engine_stats.per_kind) {
         if count > 0 {
             summary.push_str(&format!("  {:<20} {count:>8}\n", kind.as_str()));
@@ -117,7 +231,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn write_finding(out: &mut impl Write, format: FindingFormat, finding: &Finding) -> io::Result<()> {
+pub(crate) fn write_finding(
+    out: &mut impl Write,
+    format: FindingFormat,
+    finding: &Finding,
+) -> io::Result<()> {
     match format {
         FindingFormat::Jsonl => {
             serde_json::to_writer(&mut *out, finding)?;

@@ -8,16 +8,21 @@
 //! | [`SensitiveAccess`] | `sensitive_access` | access to what the entry marks sensitive |
 //! | [`WorkflowDeviation`] | `workflow_deviation` | a step out of order, not in the workflow, or a restart midway |
 //! | [`OutsideHours`] | `time_anomaly` | activity outside the entry's approved hours |
+//! | [`Usual`] | `novel_action`, `novel_resource`, `rare_sequence`, `enumeration`, `time_anomaly`, `volume_anomaly`, `rate_anomaly`, `new_origin` | departures from the identity's learned baseline (the usual lens) |
+//! | [`Usual`] with [`catalogue`] | `privilege_escalation`, `defense_evasion` | known-dangerous actions and chains, unless routine for the identity |
 //!
 //! Each groups its events per identity and episode (see [`crate::episode`]) and explains in
 //! `evidence.detail` what the events were compared with.
 
+pub mod catalogue;
 mod denied;
 mod hours;
 mod scope;
 mod sensitive;
+mod usual;
 mod workflow;
 
+use nhiwatch_baseline::Baseline;
 use nhiwatch_model::{FindingKind, Severity};
 use nhiwatch_policy::Policy;
 use serde_json::Value;
@@ -26,16 +31,29 @@ pub use denied::DeniedAttempts;
 pub use hours::OutsideHours;
 pub use scope::{OutOfScope, Undeclared};
 pub use sensitive::SensitiveAccess;
+pub use usual::{Usual, UsualConfig};
 pub use workflow::WorkflowDeviation;
 
 use crate::attack::{self, Technique};
 use crate::engine::{Detector, Draft, EngineConfig, Names};
 use crate::episode::Episode;
 
-/// The standard detectors: all of the table above. Without a policy only `denied_attempts`
-/// has anything to compare with; the others stay idle.
+/// The standard detectors: all of the table above, the usual lens starting from an empty
+/// baseline (it learns every identity as it goes; until a profile matures only the catalogue
+/// fires). Without a policy the policy-bound detectors stay idle.
 pub fn standard(policy: Option<&Policy>, config: &EngineConfig) -> Vec<Box<dyn Detector>> {
-    let mut detectors: Vec<Box<dyn Detector>> = vec![Box::new(DeniedAttempts::new(config))];
+    let usual = Usual::new(Baseline::new(), UsualConfig::default(), config);
+    lenses(policy, config, usual)
+}
+
+/// The detectors of all three lenses, with the usual lens given (over a learned baseline).
+pub fn lenses(
+    policy: Option<&Policy>,
+    config: &EngineConfig,
+    usual: Usual,
+) -> Vec<Box<dyn Detector>> {
+    let mut detectors: Vec<Box<dyn Detector>> =
+        vec![Box::new(DeniedAttempts::new(config)), Box::new(usual)];
     if let Some(policy) = policy {
         detectors.push(Box::new(OutOfScope::new(config)));
         detectors.push(Box::new(SensitiveAccess::new(config)));
@@ -118,3 +136,5 @@ pub(crate) fn plural(count: usize, one: &str) -> String {
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod usual_tests;

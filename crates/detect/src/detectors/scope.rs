@@ -224,6 +224,13 @@ impl Detector for Undeclared {
     }
 
     fn sweep(&mut self, at: StreamPosition, names: &Names<'_>, out: &mut Vec<Draft>) {
+        if at.preview.is_some() {
+            // A preview closes nothing, so the identity is not yet reported.
+            self.episodes.expire(at, |identity, episode| {
+                Self::report(identity, *episode, names, out)
+            });
+            return;
+        }
         let reported = &mut self.reported;
         self.episodes.expire(at, |identity, episode| {
             Self::mark(reported, identity);
