@@ -49,7 +49,8 @@ impl Buckets {
                 };
             }
         }
-        let width = to.saturating_sub(from) / max + 1;
+        let span = i128::from(to) - i128::from(from);
+        let width = i64::try_from(span / i128::from(max) + 1).unwrap_or(i64::MAX);
         Buckets {
             start: from,
             width,
@@ -59,14 +60,15 @@ impl Buckets {
 
     /// The bucket of `time`, if it falls in the period.
     pub fn index(&self, time: Timestamp) -> Option<usize> {
-        let offset = time.0.checked_sub(self.start)?;
-        let i = usize::try_from(offset.div_euclid(self.width)).ok()?;
-        (offset >= 0 && i < self.count).then_some(i)
+        let offset = i128::from(time.0) - i128::from(self.start);
+        let i = usize::try_from(offset.div_euclid(i128::from(self.width))).ok()?;
+        (i < self.count).then_some(i)
     }
 
     /// The start of bucket `i`, as text: a date, or a date and hour.
     pub fn label(&self, i: usize) -> String {
-        let text = Timestamp(self.start + self.width * i as i64).to_string();
+        let at = self.width.saturating_mul(i as i64);
+        let text = Timestamp(self.start.saturating_add(at)).to_string();
         let cut = if self.width % DAY == 0 { 10 } else { 16 };
         text.get(..cut).unwrap_or(&text).replace('T', " ")
     }

@@ -535,8 +535,8 @@ fn timeline(out: &mut String, fold: &Fold<'_>, entry: Option<&Entry>) {
             match &row.refused {
                 Some(why) => w!(
                     out,
-                    r#"<span class="badge m-refused" title="{}">out of scope</span>"#,
-                    esc(why)
+                    r#"<span class="badge m-refused" title="{why}">out of scope</span><span class="vh">: {why}</span>"#,
+                    why = esc(why)
                 ),
                 None if entry.is_some_and(Entry::has_entitlements) => out.push_str("permitted"),
                 None => out.push('—'),

@@ -60,12 +60,11 @@ impl Ctx {
     pub fn version(&self) -> Result<String, StoreError> {
         let head = self.store.head()?;
         Ok(match head {
-            Some(head) => format!(
-                "{}-{}-{}",
-                head.batch,
-                &head.hash.to_string()[..12],
-                self.triage.count()
-            ),
+            Some(head) => {
+                let hash = head.hash.to_string();
+                let short = hash.get(..12).unwrap_or(&hash);
+                format!("{}-{short}-{}", head.batch, self.triage.count())
+            }
             None => format!("empty-{}", self.triage.count()),
         })
     }
