@@ -251,15 +251,14 @@ fn an_agent_gateway_is_stopped_before_the_secret_is_read() {
         }
     }
     // The gateway is told not to go on at the latest when the agent first asks for a secret.
-    // The policy maps a high finding of this agent to step_up (a person approves) and a
-    // critical one to block.
+    // The policy maps a high finding of an autonomous agent to block.
     let first_secret = calls
         .iter()
         .position(|c| c.action == "tool:get_secret")
         .expect("the scenario reads secrets");
     let (index, decision, reasons) = stopped_at.expect("some call is not allowed");
     assert!(index <= first_secret, "stopped at call {index}: {reasons}");
-    assert!(decision == "step_up" || decision == "block", "{decision}");
+    assert_eq!(decision, "block", "{reasons}");
     assert!(
         reasons.to_string().contains("out_of_scope (high)"),
         "{reasons}"

@@ -782,8 +782,12 @@ pub(crate) fn write_policy(out: &Path, fleet: &Fleet) -> Result<(), SimError> {
             "  - match: \"{id}\"\n    kind: {}\n    owner: {owner}",
             actor.kind()
         );
-        let decision =
-            "    decision:\n      critical: block\n      high: step_up\n      medium: review\n";
+        // An autonomous agent has no one at hand to step up mid-run: a high finding stops it.
+        let decision = if actor.archetype == Archetype::CodingAgent {
+            "    decision:\n      critical: block\n      high: block\n      medium: step_up\n"
+        } else {
+            "    decision:\n      critical: block\n      high: step_up\n      medium: review\n"
+        };
         match actor.archetype {
             Archetype::Deployer | Archetype::Reader | Archetype::Automation => {
                 let file = format!("iam/{}-{}.json", actor.name, actor.account);
