@@ -8,11 +8,11 @@ seconds="${1:-20}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(decode_record read_input policy_parse iam_parse)
+  targets=(decode_record read_input policy_parse iam_parse rules_parse)
 fi
 shared=../shared/corpus
 corpus=fuzz/corpus
-mkdir -p "$corpus"/{decode_record,read_input,policy_parse,iam_parse}
+mkdir -p "$corpus"/{decode_record,read_input,policy_parse,iam_parse,rules_parse}
 
 # decode_record: one byte choosing the format, then one record.
 python3 - "$shared" "$corpus" <<'PY'
@@ -56,6 +56,8 @@ if os.path.exists(z):
 PY
 printf 'identities:\n  - match: "arn:aws:iam::*:role/ci-*"\n    kind: role\n    allow:\n      - action: "ecr:*"\n    workflow:\n      steps: "sts:GetCallerIdentity ecr:*+ ecs:UpdateService?"\n      window: 30m\n    hours: "Mon-Fri 05:00-21:00 UTC"\n    sensitive: ["secretsmanager:*", {resource: "arn:aws:s3:::payroll/*"}]\n    decision: {high: block}\n  - match: "agent/*"\n    tools:\n      - name: read_file\n        paths: ["/workspace/**"]\n' > "$corpus/policy_parse/seed.yaml"
 printf '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:Get*"],"Resource":"arn:aws:s3:::b/*"},{"Effect":"Deny","NotAction":"iam:*","NotResource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}' > "$corpus/iam_parse/seed.json"
+
+find crates/rules/rules -name '*.yml' ! -name '*.tests.yml' -exec cp -f {} "$corpus/rules_parse/" \;
 
 status=0
 for target in "${targets[@]}"; do
