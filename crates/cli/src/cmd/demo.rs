@@ -94,15 +94,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         UsualConfig::default(),
     );
     let started = Instant::now();
+    let mut judged = 0u64;
     let stats = read_all(&input, &mut |event: Event<'_>| {
         if from.is_none_or(|from| event.time >= from) {
+            judged += 1;
             engine.process(&event, &mut |finding| findings.push(finding))
         }
     })?;
     engine.finish(&mut |finding| findings.push(finding));
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "nhiwatch demo: {} events through every lens in {:.2} s ({:.0} events/s), {} rejected, {} findings",
+        "nhiwatch demo: {} events read in {:.2} s ({:.0} events/s, gunzip and decode included), the {judged} after the learning days judged by every lens; {} rejected, {} findings",
         stats.events,
         seconds,
         stats.events as f64 / seconds.max(1e-9),
