@@ -15,7 +15,7 @@ use nhiwatch_model::{ActionClass, Outcome, Source, Sym, Timestamp};
 use nhiwatch_policy::EntryId;
 use serde_json::{json, Value};
 
-use crate::engine::{EngineConfig, Names, Observation, StreamPosition};
+use crate::engine::{Detector, Draft, EngineConfig, Names, Observation, StreamPosition};
 
 /// Most distinct items an episode describes.
 pub const MAX_ITEMS: usize = 32;
@@ -272,6 +272,19 @@ impl Episodes {
         (closed, episode)
     }
 
+    /// Adds a flagged event to its identity's episode, counted under the item `key` (`note`
+    /// makes the item's words when it is new); returns the episode the event closed, if any.
+    pub fn flag(
+        &mut self,
+        obs: &Observation<'_, '_>,
+        key: u64,
+        note: impl FnOnce() -> String,
+    ) -> Option<Box<Episode>> {
+        let (closed, episode) = self.record(obs);
+        episode.tally(obs, key, note);
+        closed
+    }
+
     /// The identity's open episode.
     pub fn get(&self, identity: Sym) -> Option<&Episode> {
         self.open.get(identity.0 as usize)?.as_deref()
@@ -355,5 +368,56 @@ impl Episodes {
         self.open.capacity() * std::mem::size_of::<Option<Box<Episode>>>()
             + self.active.capacity() * std::mem::size_of::<Sym>()
             + open
+    }
+}
+
+/// A detector whose findings are the episodes of one [`Episodes`]: it flags events and words
+/// each closed episode; closing them as the stream moves on, at the end, and accounting for
+/// their memory are the same for every such detector and come with the [`Detector`] impl below.
+pub trait EpisodeDetector {
+    /// As [`Detector::name`].
+    const NAME: &'static str;
+
+    /// The open episodes.
+    fn episodes(&self) -> &Episodes;
+
+    /// The open episodes, to change.
+    fn episodes_mut(&mut self) -> &mut Episodes;
+
+    /// Looks at one event, as [`Detector::observe`]: typically [`Episodes::flag`] when the
+    /// event is flagged, then [`EpisodeDetector::report`] of the episode it closed.
+    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>);
+
+    /// Words a closed episode as a draft.
+    fn report(identity: Sym, episode: Episode, names: &Names<'_>, out: &mut Vec<Draft>);
+
+    /// Bytes of per-identity state held besides the episodes.
+    fn other_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl<T: EpisodeDetector> Detector for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn observe(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+        self.flag(obs, names, out);
+    }
+
+    fn sweep(&mut self, at: StreamPosition, names: &Names<'_>, out: &mut Vec<Draft>) {
+        self.episodes_mut().expire(at, |identity, episode| {
+            T::report(identity, *episode, names, out)
+        });
+    }
+
+    fn flush(&mut self, names: &Names<'_>, out: &mut Vec<Draft>) {
+        self.episodes_mut()
+            .drain(|identity, episode| T::report(identity, *episode, names, out));
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.episodes().bytes() + self.other_bytes()
     }
 }

@@ -5,8 +5,8 @@ use nhiwatch_policy::Verdict;
 use serde_json::json;
 
 use super::{draft, entry_json, plural, raise, techniques};
-use crate::engine::{Detector, Draft, EngineConfig, Names, Observation, StreamPosition};
-use crate::episode::{Episode, Episodes};
+use crate::engine::{Draft, EngineConfig, Names, Observation};
+use crate::episode::{Episode, EpisodeDetector, Episodes};
 
 /// Item keys: what the policy says of the refused action (the provider and the policy may
 /// disagree, and that disagreement is itself worth reading).
@@ -31,6 +31,35 @@ impl DeniedAttempts {
     pub fn new(config: &EngineConfig) -> Self {
         DeniedAttempts {
             episodes: Episodes::new(config),
+        }
+    }
+}
+
+impl EpisodeDetector for DeniedAttempts {
+    const NAME: &'static str = "denied_attempts";
+
+    fn episodes(&self) -> &Episodes {
+        &self.episodes
+    }
+
+    fn episodes_mut(&mut self) -> &mut Episodes {
+        &mut self.episodes
+    }
+
+    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+        if obs.event.outcome != Outcome::Denied {
+            return;
+        }
+        let key = match obs.judgement.verdict {
+            Verdict::Unjudged => POLICY_UNJUDGED,
+            Verdict::Permitted(_) => POLICY_PERMITS,
+            Verdict::NotPermitted(_) => POLICY_REFUSES,
+        };
+        let closed = self.episodes.flag(obs, key, || {
+            obs.event.error.as_deref().unwrap_or("denied").to_owned()
+        });
+        if let Some(closed) = closed {
+            Self::report(obs.identity, *closed, names, out);
         }
     }
 
@@ -95,44 +124,5 @@ impl DeniedAttempts {
             detail,
             techniques,
         ));
-    }
-}
-
-impl Detector for DeniedAttempts {
-    fn name(&self) -> &'static str {
-        "denied_attempts"
-    }
-
-    fn observe(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
-        if obs.event.outcome != Outcome::Denied {
-            return;
-        }
-        let key = match obs.judgement.verdict {
-            Verdict::Unjudged => POLICY_UNJUDGED,
-            Verdict::Permitted(_) => POLICY_PERMITS,
-            Verdict::NotPermitted(_) => POLICY_REFUSES,
-        };
-        let (closed, episode) = self.episodes.record(obs);
-        episode.tally(obs, key, || {
-            obs.event.error.as_deref().unwrap_or("denied").to_owned()
-        });
-        if let Some(closed) = closed {
-            Self::report(obs.identity, *closed, names, out);
-        }
-    }
-
-    fn sweep(&mut self, at: StreamPosition, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes.expire(at, |identity, episode| {
-            Self::report(identity, *episode, names, out)
-        });
-    }
-
-    fn flush(&mut self, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes
-            .drain(|identity, episode| Self::report(identity, *episode, names, out));
-    }
-
-    fn state_bytes(&self) -> usize {
-        self.episodes.bytes()
     }
 }

@@ -5,8 +5,8 @@ use nhiwatch_model::{FindingKind, Severity, Sym};
 use serde_json::json;
 
 use super::{draft, entry_json, plural, techniques};
-use crate::engine::{Detector, Draft, EngineConfig, Names, Observation, StreamPosition};
-use crate::episode::{Episode, Episodes};
+use crate::engine::{Draft, EngineConfig, Names, Observation};
+use crate::episode::{Episode, EpisodeDetector, Episodes};
 
 /// `time_anomaly`: events of an identity outside its entry's `hours`, grouped per episode.
 ///
@@ -24,14 +24,6 @@ impl OutsideHours {
         OutsideHours {
             episodes: Episodes::new(config),
         }
-    }
-
-    fn report(identity: Sym, episode: Episode, names: &Names<'_>, out: &mut Vec<Draft>) {
-        let hours = names
-            .entry(episode.entry)
-            .and_then(|e| e.hours())
-            .map_or_else(String::new, |h| h.text().to_owned());
-        time_draft(identity, episode, names, HoursBasis::Approved(hours), out);
     }
 }
 
@@ -117,12 +109,18 @@ pub(super) fn time_draft(
     ));
 }
 
-impl Detector for OutsideHours {
-    fn name(&self) -> &'static str {
-        "time_anomaly"
+impl EpisodeDetector for OutsideHours {
+    const NAME: &'static str = "time_anomaly";
+
+    fn episodes(&self) -> &Episodes {
+        &self.episodes
     }
 
-    fn observe(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+    fn episodes_mut(&mut self) -> &mut Episodes {
+        &mut self.episodes
+    }
+
+    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
         let Some((_, entry)) = obs.entry else {
             return;
         };
@@ -130,25 +128,17 @@ impl Detector for OutsideHours {
         if obs.event.time_inferred || !entry.outside_hours(obs.event.time) {
             return;
         }
-        let (closed, episode) = self.episodes.record(obs);
-        episode.tally(obs, 0, String::new);
+        let closed = self.episodes.flag(obs, 0, String::new);
         if let Some(closed) = closed {
             Self::report(obs.identity, *closed, names, out);
         }
     }
 
-    fn sweep(&mut self, at: StreamPosition, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes.expire(at, |identity, episode| {
-            Self::report(identity, *episode, names, out)
-        });
-    }
-
-    fn flush(&mut self, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes
-            .drain(|identity, episode| Self::report(identity, *episode, names, out));
-    }
-
-    fn state_bytes(&self) -> usize {
-        self.episodes.bytes()
+    fn report(identity: Sym, episode: Episode, names: &Names<'_>, out: &mut Vec<Draft>) {
+        let hours = names
+            .entry(episode.entry)
+            .and_then(|e| e.hours())
+            .map_or_else(String::new, |h| h.text().to_owned());
+        time_draft(identity, episode, names, HoursBasis::Approved(hours), out);
     }
 }

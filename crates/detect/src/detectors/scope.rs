@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{draft, entry_json, plural, raise, techniques};
 use crate::attack;
 use crate::engine::{Detector, Draft, EngineConfig, Names, Observation, StreamPosition};
-use crate::episode::{Episode, Episodes};
+use crate::episode::{Episode, EpisodeDetector, Episodes};
 
 /// Items are keyed by what refused the action, so that one action refused by two rules is two
 /// lines of the explanation.
@@ -35,6 +35,40 @@ impl OutOfScope {
     pub fn new(config: &EngineConfig) -> Self {
         OutOfScope {
             episodes: Episodes::new(config),
+        }
+    }
+}
+
+impl EpisodeDetector for OutOfScope {
+    const NAME: &'static str = "out_of_scope";
+
+    fn episodes(&self) -> &Episodes {
+        &self.episodes
+    }
+
+    fn episodes_mut(&mut self) -> &mut Episodes {
+        &mut self.episodes
+    }
+
+    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+        let Verdict::NotPermitted(refusal) = obs.judgement.verdict else {
+            return;
+        };
+        let Some((_, entry)) = obs.entry else {
+            return;
+        };
+        let closed = self.episodes.flag(obs, refusal_key(refusal), || {
+            let mut note = entry.describe_refusal(refusal);
+            if let Some(at) = obs.judgement.uncertain {
+                note.push_str(&format!(
+                    " (IAM {} has a condition nhiwatch cannot evaluate)",
+                    entry.iam().describe(at)
+                ));
+            }
+            note
+        });
+        if let Some(closed) = closed {
+            Self::report(obs.identity, *closed, names, out);
         }
     }
 
@@ -92,50 +126,6 @@ impl OutOfScope {
             detail,
             techniques,
         ));
-    }
-}
-
-impl Detector for OutOfScope {
-    fn name(&self) -> &'static str {
-        "out_of_scope"
-    }
-
-    fn observe(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
-        let Verdict::NotPermitted(refusal) = obs.judgement.verdict else {
-            return;
-        };
-        let Some((_, entry)) = obs.entry else {
-            return;
-        };
-        let (closed, episode) = self.episodes.record(obs);
-        episode.tally(obs, refusal_key(refusal), || {
-            let mut note = entry.describe_refusal(refusal);
-            if let Some(at) = obs.judgement.uncertain {
-                note.push_str(&format!(
-                    " (IAM {} has a condition nhiwatch cannot evaluate)",
-                    entry.iam().describe(at)
-                ));
-            }
-            note
-        });
-        if let Some(closed) = closed {
-            Self::report(obs.identity, *closed, names, out);
-        }
-    }
-
-    fn sweep(&mut self, at: StreamPosition, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes.expire(at, |identity, episode| {
-            Self::report(identity, *episode, names, out)
-        });
-    }
-
-    fn flush(&mut self, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes
-            .drain(|identity, episode| Self::report(identity, *episode, names, out));
-    }
-
-    fn state_bytes(&self) -> usize {
-        self.episodes.bytes()
     }
 }
 
@@ -213,8 +203,7 @@ impl Detector for Undeclared {
         if obs.entry.is_some() || self.is_reported(obs.identity) {
             return;
         }
-        let (closed, episode) = self.episodes.record(obs);
-        episode.tally(obs, 0, String::new);
+        let closed = self.episodes.flag(obs, 0, String::new);
         if let Some(closed) = closed {
             // The first episode is the report; later activity of the identity is not repeated.
             Self::mark(&mut self.reported, obs.identity);

@@ -4,8 +4,8 @@ use nhiwatch_model::{FindingKind, Severity, Sym};
 use serde_json::json;
 
 use super::{draft, entry_json, plural, techniques};
-use crate::engine::{Detector, Draft, EngineConfig, Names, Observation, StreamPosition};
-use crate::episode::{Episode, Episodes};
+use crate::engine::{Draft, EngineConfig, Names, Observation};
+use crate::episode::{Episode, EpisodeDetector, Episodes};
 
 /// `sensitive_access`: an event whose action (or action and resource) matches one of the
 /// entry's `sensitive` items, permitted or not.
@@ -22,6 +22,37 @@ impl SensitiveAccess {
     pub fn new(config: &EngineConfig) -> Self {
         SensitiveAccess {
             episodes: Episodes::new(config),
+        }
+    }
+}
+
+impl EpisodeDetector for SensitiveAccess {
+    const NAME: &'static str = "sensitive_access";
+
+    fn episodes(&self) -> &Episodes {
+        &self.episodes
+    }
+
+    fn episodes_mut(&mut self) -> &mut Episodes {
+        &mut self.episodes
+    }
+
+    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+        let (Some((_, entry)), Some(profile)) = (obs.entry, obs.profile) else {
+            return;
+        };
+        let Some(item) = entry.sensitive_match(profile, obs.event.resource.as_deref()) else {
+            return;
+        };
+        let closed = self.episodes.flag(obs, u64::from(item), || {
+            entry
+                .sensitive()
+                .get(usize::from(item))
+                .map(|s| s.describe())
+                .unwrap_or_default()
+        });
+        if let Some(closed) = closed {
+            Self::report(obs.identity, *closed, names, out);
         }
     }
 
@@ -70,46 +101,5 @@ impl SensitiveAccess {
             detail,
             techniques,
         ));
-    }
-}
-
-impl Detector for SensitiveAccess {
-    fn name(&self) -> &'static str {
-        "sensitive_access"
-    }
-
-    fn observe(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
-        let (Some((_, entry)), Some(profile)) = (obs.entry, obs.profile) else {
-            return;
-        };
-        let Some(item) = entry.sensitive_match(profile, obs.event.resource.as_deref()) else {
-            return;
-        };
-        let (closed, episode) = self.episodes.record(obs);
-        episode.tally(obs, u64::from(item), || {
-            entry
-                .sensitive()
-                .get(usize::from(item))
-                .map(|s| s.describe())
-                .unwrap_or_default()
-        });
-        if let Some(closed) = closed {
-            Self::report(obs.identity, *closed, names, out);
-        }
-    }
-
-    fn sweep(&mut self, at: StreamPosition, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes.expire(at, |identity, episode| {
-            Self::report(identity, *episode, names, out)
-        });
-    }
-
-    fn flush(&mut self, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes
-            .drain(|identity, episode| Self::report(identity, *episode, names, out));
-    }
-
-    fn state_bytes(&self) -> usize {
-        self.episodes.bytes()
     }
 }

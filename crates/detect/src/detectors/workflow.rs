@@ -8,8 +8,8 @@ use rustc_hash::FxHasher;
 use serde_json::json;
 
 use super::{draft, entry_json, plural, techniques};
-use crate::engine::{Detector, Draft, EngineConfig, Names, Observation, StreamPosition};
-use crate::episode::{Episode, Episodes};
+use crate::engine::{Draft, EngineConfig, Names, Observation};
+use crate::episode::{Episode, EpisodeDetector, Episodes};
 
 const FOREIGN: u64 = 1;
 const OUT_OF_ORDER: u64 = 2;
@@ -89,6 +89,101 @@ impl WorkflowDeviation {
         };
         &mut cursors[found]
     }
+}
+
+fn session_key(session: Option<&str>) -> u64 {
+    session.map_or(0, |s| {
+        let mut hasher = FxHasher::default();
+        s.hash(&mut hasher);
+        hasher.finish()
+    })
+}
+
+impl EpisodeDetector for WorkflowDeviation {
+    const NAME: &'static str = "workflow_deviation";
+
+    fn episodes(&self) -> &Episodes {
+        &self.episodes
+    }
+
+    fn episodes_mut(&mut self) -> &mut Episodes {
+        &mut self.episodes
+    }
+
+    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+        let (Some((_, entry)), Some(profile)) = (obs.entry, obs.profile) else {
+            return;
+        };
+        let Some(workflow) = entry.workflow() else {
+            return;
+        };
+        let time = obs.event.time;
+        let window = entry.workflow_window();
+        let cursor = self.cursor(
+            obs.identity,
+            session_key(obs.event.identity.session.as_deref()),
+            time,
+        );
+        if cursor.state != 0 && time.0.saturating_sub(cursor.run_start.0) > window {
+            // The run's window is over: whatever comes now begins a new run.
+            cursor.state = 0;
+            cursor.previous = None;
+        }
+        let was_idle = cursor.state == 0;
+        let step = workflow.advance(&mut cursor.state, profile.workflow);
+        let previous = cursor.previous.replace(obs.action);
+        cursor.last = cursor.last.max(time);
+        let (key, expected) = match step {
+            Move::Advance { new_run } => {
+                if new_run {
+                    cursor.run_start = time;
+                }
+                return;
+            }
+            Move::Foreign => (FOREIGN, None),
+            Move::OutOfOrder { expected } => {
+                if was_idle {
+                    cursor.run_start = time;
+                }
+                (OUT_OF_ORDER, Some(expected))
+            }
+            Move::Restart { expected } => {
+                cursor.run_start = time;
+                (RESTART, Some(expected))
+            }
+        };
+        let closed = self.episodes.flag(obs, key, || {
+            let after = previous.map_or_else(
+                || "at the start of a run".to_owned(),
+                |p| format!("after {}", names.actions.resolve(p)),
+            );
+            let session = obs
+                .event
+                .identity
+                .session
+                .as_deref()
+                .map_or_else(String::new, |s| format!(" in session {s}"));
+            match expected {
+                Some(expected) => format!(
+                    "{after}{session}; expected {}",
+                    workflow.describe(expected).join(" or ")
+                ),
+                None => format!("{after}{session}"),
+            }
+        });
+        if let Some(closed) = closed {
+            Self::report(obs.identity, *closed, names, out);
+        }
+    }
+
+    fn other_bytes(&self) -> usize {
+        self.cursors.capacity() * std::mem::size_of::<Vec<Cursor>>()
+            + self
+                .cursors
+                .iter()
+                .map(|c| c.capacity() * std::mem::size_of::<Cursor>())
+                .sum::<usize>()
+    }
 
     fn report(identity: Sym, episode: Episode, names: &Names<'_>, out: &mut Vec<Draft>) {
         let only_restarts = episode.items.iter().all(|t| t.key == RESTART);
@@ -155,107 +250,5 @@ impl WorkflowDeviation {
             detail,
             techniques,
         ));
-    }
-}
-
-fn session_key(session: Option<&str>) -> u64 {
-    session.map_or(0, |s| {
-        let mut hasher = FxHasher::default();
-        s.hash(&mut hasher);
-        hasher.finish()
-    })
-}
-
-impl Detector for WorkflowDeviation {
-    fn name(&self) -> &'static str {
-        "workflow_deviation"
-    }
-
-    fn observe(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
-        let (Some((_, entry)), Some(profile)) = (obs.entry, obs.profile) else {
-            return;
-        };
-        let Some(workflow) = entry.workflow() else {
-            return;
-        };
-        let time = obs.event.time;
-        let window = entry.workflow_window();
-        let cursor = self.cursor(
-            obs.identity,
-            session_key(obs.event.identity.session.as_deref()),
-            time,
-        );
-        if cursor.state != 0 && time.0.saturating_sub(cursor.run_start.0) > window {
-            // The run's window is over: whatever comes now begins a new run.
-            cursor.state = 0;
-            cursor.previous = None;
-        }
-        let was_idle = cursor.state == 0;
-        let step = workflow.advance(&mut cursor.state, profile.workflow);
-        let previous = cursor.previous.replace(obs.action);
-        cursor.last = cursor.last.max(time);
-        let (key, expected) = match step {
-            Move::Advance { new_run } => {
-                if new_run {
-                    cursor.run_start = time;
-                }
-                return;
-            }
-            Move::Foreign => (FOREIGN, None),
-            Move::OutOfOrder { expected } => {
-                if was_idle {
-                    cursor.run_start = time;
-                }
-                (OUT_OF_ORDER, Some(expected))
-            }
-            Move::Restart { expected } => {
-                cursor.run_start = time;
-                (RESTART, Some(expected))
-            }
-        };
-        let (closed, episode) = self.episodes.record(obs);
-        episode.tally(obs, key, || {
-            let after = previous.map_or_else(
-                || "at the start of a run".to_owned(),
-                |p| format!("after {}", names.actions.resolve(p)),
-            );
-            let session = obs
-                .event
-                .identity
-                .session
-                .as_deref()
-                .map_or_else(String::new, |s| format!(" in session {s}"));
-            match expected {
-                Some(expected) => format!(
-                    "{after}{session}; expected {}",
-                    workflow.describe(expected).join(" or ")
-                ),
-                None => format!("{after}{session}"),
-            }
-        });
-        if let Some(closed) = closed {
-            Self::report(obs.identity, *closed, names, out);
-        }
-    }
-
-    fn sweep(&mut self, at: StreamPosition, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes.expire(at, |identity, episode| {
-            Self::report(identity, *episode, names, out)
-        });
-    }
-
-    fn flush(&mut self, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes
-            .drain(|identity, episode| Self::report(identity, *episode, names, out));
-    }
-
-    fn state_bytes(&self) -> usize {
-        self.episodes.bytes()
-            + self.cursors.capacity() * std::mem::size_of::<Vec<Cursor>>()
-            + self
-                .cursors
-                .iter()
-                .map(|c| c.capacity() * std::mem::size_of::<Cursor>())
-                .sum::<usize>()
     }
 }
