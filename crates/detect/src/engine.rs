@@ -250,8 +250,10 @@ pub struct EngineStats {
     pub findings: u64,
     /// Findings per kind, in [`FindingKind::ALL`] order.
     pub per_kind: [u64; FindingKind::ALL.len()],
-    /// Cached action profiles.
+    /// Cached action profiles: (policy entry, action) pairs judged so far.
     pub profiles: usize,
+    /// Distinct profiles those pairs share (entries written from one template share theirs).
+    pub distinct_profiles: usize,
 }
 
 /// What the lenses say about one proposed action, before it runs: [`Engine::decide`].
@@ -355,6 +357,7 @@ impl Engine {
             identities: self.identities.len(),
             declared: self.entries.iter().filter(|e| e.is_some()).count(),
             profiles: self.profiles.len(),
+            distinct_profiles: self.profiles.distinct(),
             ..self.stats.clone()
         }
     }

@@ -114,7 +114,7 @@ impl SensitiveItem {
 }
 
 /// What grants an action.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Grant {
     /// `allow[i]`.
     Allow(u32),
@@ -125,7 +125,7 @@ pub enum Grant {
 }
 
 /// Why an action is not permitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// `deny[i]` matches.
     Deny(u32),
@@ -136,7 +136,7 @@ pub enum Refusal {
 }
 
 /// The entitlement lens's answer for one event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// The entry has no entitlement covering this action: not judged.
     Unjudged,
@@ -147,7 +147,7 @@ pub enum Verdict {
 }
 
 /// A verdict and the caveats that go with it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Judgement {
     /// The verdict.
     pub verdict: Verdict,
@@ -174,7 +174,7 @@ impl Judgement {
 
 /// One `allow` or `deny` rule whose action part matches, with its resource constraint copied
 /// beside the profile's other data (`None`: any resource).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct RuleCheck {
     index: u32,
     resources: Option<SetMatcher>,
@@ -184,7 +184,7 @@ struct RuleCheck {
 /// and cached ([`ProfileCache`]). It carries copies of the resource constraints that may apply,
 /// so that judging an event touches the profile and, at most, those few patterns — never the
 /// entry's rule lists.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ActionProfile {
     /// The judgement, when the action alone decides it (no resource constraint or IAM
     /// statement is in play): most events are judged from the profile alone.
@@ -372,8 +372,19 @@ impl Entry {
     }
 
     /// The judgement [`Entry::judge`] gives for every resource, when no resource constraint or
-    /// IAM statement can change it: the first rule in each list is decisive and unconstrained.
+    /// IAM statement can change it: nothing the profile checks reads the event, or the first
+    /// rule in each list is decisive and unconstrained.
     fn fixed_judgement(&self, profile: &ActionProfile) -> Option<Judgement> {
+        let event_free = profile.deny.iter().all(|rule| rule.resources.is_none())
+            && profile.allow.iter().all(|rule| rule.resources.is_none())
+            && profile
+                .tools
+                .iter()
+                .all(|&i| self.tools.get(i as usize).is_some_and(|t| !t.constrained()))
+            && self.iam.request_free(&profile.iam);
+        if event_free {
+            return Some(self.judge_checks(profile, None, &RequestContext::default()));
+        }
         let verdict = |verdict| {
             Some(Judgement {
                 verdict,
@@ -416,9 +427,19 @@ impl Entry {
         resource: Option<&str>,
         ctx: &RequestContext<'_>,
     ) -> Judgement {
-        if let Some(fixed) = profile.fixed {
-            return fixed;
+        match profile.fixed {
+            Some(fixed) => fixed,
+            None => self.judge_checks(profile, resource, ctx),
         }
+    }
+
+    /// Judges an event against every check of its action's profile.
+    fn judge_checks(
+        &self,
+        profile: &ActionProfile,
+        resource: Option<&str>,
+        ctx: &RequestContext<'_>,
+    ) -> Judgement {
         let mut judgement = Judgement::UNJUDGED;
         // Explicit denies first: a policy-file deny rule, then IAM.
         for check in profile.deny.iter() {
@@ -680,13 +701,20 @@ fn describe_tool(tool: &ToolRule) -> String {
     text
 }
 
-/// Caches [`ActionProfile`]s per (entry, interned action), stored inline in one hash table so
-/// that finding a profile is one probe, not a probe and a pointer. Bounded by the number of
-/// distinct actions each entry's identities perform, which is small (hundreds) even for busy
-/// roles.
+/// Caches [`ActionProfile`]s per (entry, interned action). Equal profiles are stored once:
+/// entries written from one template (a rule set per team, per environment) share most of
+/// theirs, so a policy of thousands of entries keeps a few hundred profiles, and the per-event
+/// lookup — one probe of a compact index, then the shared profile — stays in cache.
+/// Bounded by the number of distinct actions each entry's identities perform, which is small
+/// (hundreds) even for busy roles.
 #[derive(Debug, Default)]
 pub struct ProfileCache {
-    profiles: FxHashMap<(EntryId, Sym), ActionProfile>,
+    /// (entry, action) to the index of its profile in `profiles`.
+    index: FxHashMap<(EntryId, Sym), u32>,
+    /// The distinct profiles.
+    profiles: Vec<ActionProfile>,
+    /// Each distinct profile's index, to find an equal one.
+    distinct: FxHashMap<ActionProfile, u32>,
 }
 
 impl ProfileCache {
@@ -703,19 +731,39 @@ impl ProfileCache {
         sym: Sym,
         action: &str,
     ) -> &ActionProfile {
-        self.profiles
-            .entry((id, sym))
-            .or_insert_with(|| entry.profile(action))
+        let at = match self.index.get(&(id, sym)) {
+            Some(&at) => at,
+            None => {
+                let profile = entry.profile(action);
+                let at = match self.distinct.get(&profile) {
+                    Some(&at) => at,
+                    None => {
+                        let at = self.profiles.len() as u32;
+                        self.profiles.push(profile.clone());
+                        self.distinct.insert(profile, at);
+                        at
+                    }
+                };
+                self.index.insert((id, sym), at);
+                at
+            }
+        };
+        &self.profiles[at as usize]
     }
 
-    /// How many profiles are cached.
+    /// How many (entry, action) pairs are cached.
     pub fn len(&self) -> usize {
-        self.profiles.len()
+        self.index.len()
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.profiles.is_empty()
+        self.index.is_empty()
+    }
+
+    /// How many distinct profiles those pairs share.
+    pub fn distinct(&self) -> usize {
+        self.profiles.len()
     }
 }
 
@@ -783,6 +831,92 @@ identities:
         assert!(entry.profile("ec2:RunInstances").fixed.is_some());
         assert!(entry.profile("iam:PassRole").fixed.is_some());
         assert!(entry.profile("s3:GetObject").fixed.is_none());
+    }
+
+    /// IAM statements that apply to any resource without a condition on the request are
+    /// worked out once per action; the rest still per event, and both agree.
+    #[test]
+    fn request_free_iam_statements_are_judged_once_per_action() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("iam.json"),
+            r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"s3:*","Resource":"*"},
+            {"Effect":"Deny","Action":"s3:DeleteBucket","Resource":"arn:aws:s3:::keep"},
+            {"Effect":"Allow","Action":"ec2:*","Resource":"*",
+             "Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}},
+            {"Effect":"Allow","Action":"sts:*","Resource":"*",
+             "Condition":{"StringEquals":{"aws:PrincipalTag/team":"a"}}}]}"#,
+        )
+        .unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(
+            &path,
+            "identities:\n  - match: x\n    iam_policy: iam.json\n    allow:\n      - action: \"logs:*\"\n",
+        )
+        .unwrap();
+        let policy = crate::Policy::load(&path).unwrap();
+        let entry = &policy.entries()[0];
+        for (action, fixed) in [
+            ("s3:GetObject", true),
+            ("s3:DeleteBucket", false),
+            ("ec2:RunInstances", false),
+            ("sts:AssumeRole", true),
+            ("logs:PutLogEvents", true),
+            ("kms:Decrypt", true),
+        ] {
+            let profile = entry.profile(action);
+            assert_eq!(profile.fixed.is_some(), fixed, "{action}");
+            let full = ActionProfile {
+                fixed: None,
+                ..profile.clone()
+            };
+            for resource in [None, Some("arn:aws:s3:::keep"), Some("arn:aws:s3:::other")] {
+                for ip in [None, Some("10.1.2.3"), Some("192.0.2.1")] {
+                    let ctx = RequestContext { source_ip: ip };
+                    assert_eq!(
+                        entry.judge(&profile, resource, &ctx),
+                        entry.judge(&full, resource, &ctx),
+                        "{action} on {resource:?} from {ip:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Entries written from one template share their profiles; different rules do not.
+    #[test]
+    fn equal_profiles_are_stored_once() {
+        let mut yaml = String::from("identities:\n");
+        for team in ["a", "b", "c"] {
+            yaml.push_str(&format!(
+                "  - match: \"role/{team}\"\n    allow:\n      - action: \"s3:Get*\"\n      - action: \"s3:Put*\"\n        resource: \"arn:aws:s3:::{}/*\"\n",
+                if team == "c" { "other" } else { "shared" }
+            ));
+        }
+        let policy = crate::Policy::parse(&yaml, "p", None).unwrap();
+        let mut cache = ProfileCache::new();
+        for (i, entry) in policy.entries().iter().enumerate() {
+            let id = EntryId(i as u32);
+            for (sym, action) in [(Sym(0), "s3:GetObject"), (Sym(1), "s3:PutObject")] {
+                let profile = cache.profile(id, entry, sym, action).clone();
+                assert_eq!(profile, entry.profile(action));
+            }
+        }
+        assert_eq!(cache.len(), 6);
+        // One GetObject profile for all three; PutObject: one for a and b, one for c.
+        assert_eq!(cache.distinct(), 3);
+        let c = &policy.entries()[2];
+        let put = cache.profile(EntryId(2), c, Sym(1), "s3:PutObject");
+        let ctx = RequestContext::default();
+        assert!(
+            c.judge(put, Some("arn:aws:s3:::other/k"), &ctx).verdict
+                != Verdict::NotPermitted(Refusal::NoGrant)
+        );
+        assert_eq!(
+            c.judge(put, Some("arn:aws:s3:::shared/k"), &ctx).verdict,
+            Verdict::NotPermitted(Refusal::NoGrant)
+        );
     }
 
     #[test]

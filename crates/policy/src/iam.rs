@@ -107,8 +107,17 @@ pub(crate) fn action_matches(pattern: &str, action: &str) -> bool {
 enum ResourcePattern {
     /// `*`.
     Any,
-    /// An ARN, matched segment by segment.
-    Arn(Box<[Wild; 6]>),
+    /// An ARN, matched segment by segment; its leading plain segments (`arn:aws:s3:::`) are
+    /// checked at once, as a prefix of the resource.
+    Arn {
+        /// The leading plain segments, each followed by its `:` (the whole ARN when every
+        /// segment is plain).
+        prefix: Box<str>,
+        /// How many segments the prefix covers.
+        plain: usize,
+        /// Every segment.
+        parts: Box<[ArnPart; 6]>,
+    },
     /// Anything else, matched whole.
     Plain(Wild),
 }
@@ -122,25 +131,105 @@ impl ResourcePattern {
         if text.starts_with("arn:") {
             let parts: Vec<&str> = text.splitn(6, ':').collect();
             if let Ok(parts) = <[&str; 6]>::try_from(parts) {
-                let segments = parts.map(|part| Wild::new(part, variables).0);
-                return (ResourcePattern::Arn(Box::new(segments)), unresolved);
+                let parts = parts.map(|part| ArnPart::new(Wild::new(part, variables).0));
+                let plain = parts
+                    .iter()
+                    .take_while(|p| matches!(p, ArnPart::Literal(_)))
+                    .count();
+                let mut prefix = String::new();
+                for (i, part) in parts[..plain].iter().enumerate() {
+                    if let ArnPart::Literal(text) = part {
+                        prefix.push_str(text);
+                    }
+                    if i < 5 {
+                        prefix.push(':');
+                    }
+                }
+                let pattern = ResourcePattern::Arn {
+                    prefix: prefix.into(),
+                    plain,
+                    parts: Box::new(parts),
+                };
+                return (pattern, unresolved);
             }
         }
         (ResourcePattern::Plain(whole), unresolved)
     }
 
-    fn matches(&self, resource: &str) -> bool {
+    fn matches(&self, resource: &Resource<'_>) -> bool {
         match self {
             ResourcePattern::Any => true,
-            ResourcePattern::Plain(wild) => wild.matches(resource, false),
-            ResourcePattern::Arn(segments) => {
-                let mut parts = resource.splitn(6, ':');
-                segments.iter().all(|segment| {
-                    parts
-                        .next()
-                        .is_some_and(|part| segment.matches(part, false))
+            ResourcePattern::Plain(wild) => wild.matches(resource.text, false),
+            ResourcePattern::Arn {
+                prefix,
+                plain,
+                parts,
+            } => {
+                // The first `plain` segments, with their colons, are exactly the prefix.
+                if !resource.text.starts_with(&**prefix) {
+                    return false;
+                }
+                if *plain == parts.len() {
+                    return resource.text.len() == prefix.len();
+                }
+                resource.arn.is_some_and(|arn| {
+                    parts[*plain..]
+                        .iter()
+                        .zip(&arn[*plain..])
+                        .all(|(segment, part)| segment.matches(part))
                 })
             }
+        }
+    }
+}
+
+/// One segment of an ARN pattern: most are `*` or plain text (`arn`, `aws`, a service, an
+/// account), which need no wildcard matching.
+#[derive(Clone, Debug)]
+enum ArnPart {
+    Any,
+    Literal(Box<str>),
+    Wild(Wild),
+}
+
+impl ArnPart {
+    fn new(wild: Wild) -> Self {
+        if wild.is_any() {
+            return ArnPart::Any;
+        }
+        match wild.literal() {
+            Some(text) => ArnPart::Literal(text.into()),
+            None => ArnPart::Wild(wild),
+        }
+    }
+
+    fn matches(&self, part: &str) -> bool {
+        match self {
+            ArnPart::Any => true,
+            ArnPart::Literal(text) => **text == *part,
+            ArnPart::Wild(wild) => wild.matches(part, false),
+        }
+    }
+}
+
+/// A request's resource, with its ARN segments split once for every statement that checks it.
+struct Resource<'a> {
+    text: &'a str,
+    /// The six `:`-separated parts of an ARN (the last keeps its colons); `None` when the text
+    /// has fewer parts.
+    arn: Option<[&'a str; 6]>,
+}
+
+impl<'a> Resource<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut parts = text.splitn(6, ':');
+        let mut arn = [""; 6];
+        let complete = arn
+            .iter_mut()
+            .all(|slot| parts.next().map(|part| *slot = part).is_some());
+        Resource {
+            text,
+            arn: complete.then_some(arn),
         }
     }
 }
@@ -273,7 +362,7 @@ impl Statement {
 
     /// Whether the resource part admits `resource`; `None` when the resource is not known and
     /// the statement names specific resources.
-    fn admits_resource(&self, resource: Option<&str>) -> Option<bool> {
+    fn admits_resource(&self, resource: Option<&Resource<'_>>) -> Option<bool> {
         let Some(resource) = resource else {
             let all = !self.resource.negated
                 && self
@@ -287,16 +376,34 @@ impl Statement {
         Some(any != self.resource.negated)
     }
 
+    /// Whether the statement's verdict on an action it admits is the same for every request:
+    /// it applies to any resource and its conditions do not read the request.
+    fn request_free(&self) -> bool {
+        !self.resource.negated
+            && self
+                .resource
+                .items
+                .iter()
+                .any(|p| matches!(p, ResourcePattern::Any))
+            && self
+                .clauses
+                .iter()
+                .all(|clause| matches!(clause, Clause::Unknown))
+    }
+
     fn condition(&self, ctx: &RequestContext<'_>) -> Truth {
         let mut truth = Truth::True;
-        let ip = ctx
-            .source_ip
-            .and_then(|text| text.trim().parse::<IpAddr>().ok());
+        // Parsed once, and only for a statement that tests it.
+        let mut ip = None;
         for clause in &self.clauses {
             let this = match clause {
                 Clause::Unknown => Truth::Unknown,
                 // A missing key fails the positive operator and satisfies the negated one.
                 Clause::SourceIp { negated, nets } => {
+                    let ip = *ip.get_or_insert_with(|| {
+                        ctx.source_ip
+                            .and_then(|text| text.trim().parse::<IpAddr>().ok())
+                    });
                     let inside = ip.is_some_and(|ip| nets.iter().any(|net| net.contains(ip)));
                     if inside != *negated {
                         Truth::True
@@ -400,6 +507,15 @@ impl IamPolicies {
         found
     }
 
+    /// Whether evaluating these statements gives the same result for every request (every one
+    /// applies to any resource and has no condition on the request), so that it can be
+    /// worked out once per action.
+    pub fn request_free(&self, candidates: &[StatementRef]) -> bool {
+        candidates
+            .iter()
+            .all(|&at| self.statement(at).is_some_and(Statement::request_free))
+    }
+
     /// Evaluates a request, given the statements whose action part admits it
     /// ([`IamPolicies::statements_for_action`]).
     pub fn evaluate_with(
@@ -416,12 +532,13 @@ impl IamPolicies {
         };
         let mut unsure_allow = None;
         let mut unsure_deny = None;
+        let resource = resource.map(Resource::new);
         for &at in candidates {
             let Some(statement) = self.statement(at) else {
                 continue;
             };
             let deny = statement.effect == Effect::Deny;
-            let applies = match statement.admits_resource(resource) {
+            let applies = match statement.admits_resource(resource.as_ref()) {
                 Some(false) => continue,
                 Some(true) => true,
                 None => {
@@ -768,16 +885,33 @@ mod tests {
     #[test]
     fn arn_patterns_match_segment_by_segment() {
         let (p, _) = ResourcePattern::new("arn:aws:*:us-east-1:*:*", true);
-        assert!(p.matches("arn:aws:s3:us-east-1:123:thing"));
-        assert!(!p.matches("arn:aws:s3:us-west-2:123:thing"));
+        assert!(p.matches(&Resource::new("arn:aws:s3:us-east-1:123:thing")));
+        assert!(!p.matches(&Resource::new("arn:aws:s3:us-west-2:123:thing")));
         let (p, _) = ResourcePattern::new("arn:aws:iam::*:*", true);
-        assert!(p.matches("arn:aws:iam::123456789012:role/ci"));
-        assert!(!p.matches("arn:aws:s3:::bucket"));
+        assert!(p.matches(&Resource::new("arn:aws:iam::123456789012:role/ci")));
+        assert!(!p.matches(&Resource::new("arn:aws:s3:::bucket")));
         // A `*` in one segment does not swallow the next: the account stays the account.
         let (p, _) = ResourcePattern::new("arn:aws:logs:*:111:log-group:*", true);
-        assert!(p.matches("arn:aws:logs:eu-west-1:111:log-group:app:log-stream:x"));
-        assert!(!p.matches("arn:aws:logs:eu-west-1:222:log-group:x"));
-        assert!(!p.matches("arn:aws:logs:eu-west-1"));
+        assert!(p.matches(&Resource::new(
+            "arn:aws:logs:eu-west-1:111:log-group:app:log-stream:x"
+        )));
+        assert!(!p.matches(&Resource::new("arn:aws:logs:eu-west-1:222:log-group:x")));
+        assert!(!p.matches(&Resource::new("arn:aws:logs:eu-west-1")));
+        // Plain segments are checked as one prefix; a plain ARN is matched whole.
+        let (p, _) = ResourcePattern::new("arn:aws:s3:::bucket", true);
+        assert!(p.matches(&Resource::new("arn:aws:s3:::bucket")));
+        assert!(!p.matches(&Resource::new("arn:aws:s3:::bucket/key")));
+        assert!(!p.matches(&Resource::new("arn:aws:s3:::bucke")));
+        let (p, _) = ResourcePattern::new("arn:aws:s3:::bucket/*", true);
+        assert!(p.matches(&Resource::new("arn:aws:s3:::bucket/a:b")));
+        assert!(!p.matches(&Resource::new("arn:aws:s3:::bucketx/key")));
+        let (p, _) = ResourcePattern::new("arn:aws:iam::123:role/x", true);
+        assert!(!p.matches(&Resource::new("arn:aws:iam::1234:role/x")));
+        assert!(!p.matches(&Resource::new("arn:aws:iam::123:role/x:y")));
+        let (p, _) = ResourcePattern::new("arn:aws:dynamodb:*:444:table/t", true);
+        assert!(p.matches(&Resource::new("arn:aws:dynamodb:eu-west-1:444:table/t")));
+        assert!(!p.matches(&Resource::new("arn:aws:dynamodb:eu-west-1:444:table/tt")));
+        assert!(!p.matches(&Resource::new("arn:aws:dynamodb")));
     }
 
     #[test]

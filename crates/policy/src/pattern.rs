@@ -121,6 +121,37 @@ impl fmt::Debug for SetMatcher {
     }
 }
 
+/// Equal when they match alike for certain: the same simple globs, or the same compiled set.
+impl PartialEq for SetMatcher {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                SetMatcher::Simple { wilds, ignore_case },
+                SetMatcher::Simple {
+                    wilds: other_wilds,
+                    ignore_case: other_case,
+                },
+            ) => wilds == other_wilds && ignore_case == other_case,
+            (SetMatcher::Glob(set), SetMatcher::Glob(other)) => Arc::ptr_eq(set, other),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SetMatcher {}
+
+impl std::hash::Hash for SetMatcher {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            SetMatcher::Simple { wilds, ignore_case } => {
+                wilds.hash(state);
+                ignore_case.hash(state);
+            }
+            SetMatcher::Glob(set) => Arc::as_ptr(set).hash(state),
+        }
+    }
+}
+
 impl SetMatcher {
     /// Whether any glob matches.
     pub(crate) fn is_match(&self, candidate: &str) -> bool {

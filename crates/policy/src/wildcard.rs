@@ -24,11 +24,11 @@ pub(crate) struct Wild(Box<[u8]>);
 
 /// Several patterns, separated by [`NEXT`], kept inline when short (most resource globs are):
 /// then checking them costs no pointer chase beyond the structure that holds them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct WildList(Bytes);
 
 /// Bytes stored inline up to [`INLINE`], on the heap beyond.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Bytes {
     Inline { len: u8, bytes: [u8; INLINE] },
     Heap(Box<[u8]>),
@@ -111,6 +111,14 @@ impl Wild {
     /// match nothing at all.)
     pub(crate) fn is_simple_glob(text: &str) -> bool {
         !text.contains(['?', '[', ']', '{', '}', '\\']) && !text.contains("**")
+    }
+
+    /// The text the pattern stands for when it has no wildcard.
+    pub(crate) fn literal(&self) -> Option<&str> {
+        if self.0.iter().any(|&b| b == STAR || b == ONE) {
+            return None;
+        }
+        std::str::from_utf8(&self.0).ok()
     }
 
     /// Whether the pattern is only stars (matches everything).
@@ -214,13 +222,35 @@ fn match_suffix(segment: &[u8], text: &[u8], from: usize, ignore_case: bool) -> 
         .find(|&start| match_at(segment, text, start, ignore_case) == Some(text.len()))
 }
 
+/// Texts up to this long are searched without a substring searcher (see [`find`]).
+const SHORT_HAYSTACK: usize = 256;
+
 /// Where the leftmost match of `segment` in `text` at or after `from` ends.
 fn find(segment: &[u8], text: &[u8], from: usize, ignore_case: bool) -> Option<usize> {
     if from > text.len() {
         return None;
     }
     if !ignore_case && !segment.contains(&ONE) {
-        return memchr::memmem::find(&text[from..], segment).map(|i| from + i + segment.len());
+        let haystack = &text[from..];
+        if haystack.len() > SHORT_HAYSTACK {
+            return memchr::memmem::find(haystack, segment).map(|i| from + i + segment.len());
+        }
+        // Resource names are short: finding the first byte and comparing the rest costs less
+        // than building a substring searcher for each call.
+        let (&first, _) = segment.split_first()?;
+        let last_start = haystack.len().checked_sub(segment.len())?;
+        let mut start = 0;
+        while let Some(offset) = memchr::memchr(first, &haystack[start..=last_start]) {
+            let at = start + offset;
+            if haystack[at..].starts_with(segment) {
+                return Some(from + at + segment.len());
+            }
+            start = at + 1;
+            if start > last_start {
+                break;
+            }
+        }
+        return None;
     }
     (from..=text.len())
         .filter(|&start| start == text.len() || !is_continuation(text[start]))
@@ -306,6 +336,17 @@ mod tests {
         /// With `?` too (IAM patterns), the segment algorithm agrees with the definition.
         #[test]
         fn agrees_with_the_definition(pattern in "[ab*?é]{0,8}", text in "[abé]{0,10}") {
+            let p: Vec<char> = pattern.chars().collect();
+            let t: Vec<char> = text.chars().collect();
+            prop_assert_eq!(Wild::glob(&pattern).matches(&text, false), reference(&p, &t), "{} vs {}", pattern, text);
+        }
+
+        /// Past the short-text search too.
+        #[test]
+        fn agrees_with_the_definition_on_long_texts(
+            pattern in "[ab]{0,3}\\*[ab]{1,4}\\*[ab]{0,3}",
+            text in "[ab]{250,300}",
+        ) {
             let p: Vec<char> = pattern.chars().collect();
             let t: Vec<char> = text.chars().collect();
             prop_assert_eq!(Wild::glob(&pattern).matches(&text, false), reference(&p, &t), "{} vs {}", pattern, text);

@@ -55,13 +55,22 @@ pub fn lenses(
     let mut detectors: Vec<Box<dyn Detector>> =
         vec![Box::new(DeniedAttempts::new(config)), Box::new(usual)];
     if let Some(policy) = policy {
-        detectors.push(Box::new(OutOfScope::new(config)));
-        detectors.push(Box::new(SensitiveAccess::new(config)));
-        detectors.push(Box::new(WorkflowDeviation::new(config)));
-        detectors.push(Box::new(OutsideHours::new(config)));
-        if policy.require_declared() {
-            detectors.push(Box::new(Undeclared::new(config)));
-        }
+        detectors.extend(policy_lenses(policy, config));
+    }
+    detectors
+}
+
+/// The detectors bound to a policy: the permitted lens (out of scope, undeclared when the
+/// policy requires declarations, sensitive access) and the expected lens (workflow, hours).
+pub fn policy_lenses(policy: &Policy, config: &EngineConfig) -> Vec<Box<dyn Detector>> {
+    let mut detectors: Vec<Box<dyn Detector>> = vec![
+        Box::new(OutOfScope::new(config)),
+        Box::new(SensitiveAccess::new(config)),
+        Box::new(WorkflowDeviation::new(config)),
+        Box::new(OutsideHours::new(config)),
+    ];
+    if policy.require_declared() {
+        detectors.push(Box::new(Undeclared::new(config)));
     }
     detectors
 }
