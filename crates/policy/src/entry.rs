@@ -555,17 +555,32 @@ impl Entry {
     /// The permitted set in words, one line per grant (allow rules, tools, IAM Allow
     /// statements), at most `limit` lines: what an out-of-scope action was compared with.
     pub fn permitted_set(&self, limit: usize) -> Vec<String> {
-        let mut lines: Vec<String> = self.allow.iter().map(describe_rule).collect();
-        lines.extend(
-            self.tools
+        let iam_allows = || {
+            self.iam
+                .documents()
                 .iter()
-                .map(|tool| format!("tool {}", describe_tool(tool))),
-        );
-        for (d, doc) in self.iam.documents().iter().enumerate() {
-            for (s, statement) in doc.statements().iter().enumerate() {
-                if statement.effect() != Effect::Allow {
-                    continue;
-                }
+                .enumerate()
+                .flat_map(|(d, doc)| {
+                    doc.statements()
+                        .iter()
+                        .enumerate()
+                        .map(move |(s, statement)| (d, s, statement))
+                })
+                .filter(|(_, _, statement)| statement.effect() == Effect::Allow)
+        };
+        let total = self.allow.len() + self.tools.len() + iam_allows().count();
+        // Only the lines shown are written out: a finding is raised per episode, and an entry
+        // may hold hundreds of grants.
+        let mut lines: Vec<String> = self
+            .allow
+            .iter()
+            .map(describe_rule)
+            .chain(
+                self.tools
+                    .iter()
+                    .map(|tool| format!("tool {}", describe_tool(tool))),
+            )
+            .chain(iam_allows().map(|(d, s, statement)| {
                 let at = StatementRef {
                     doc: d as u16,
                     index: s as u16,
@@ -580,18 +595,17 @@ impl Entry {
                 } else {
                     "on"
                 };
-                lines.push(format!(
+                format!(
                     "IAM {}: {verb} {} {on} {}",
                     self.iam.describe(at),
                     statement.actions().join(", "),
                     statement.resources().join(", ")
-                ));
-            }
-        }
-        if lines.len() > limit {
-            let more = lines.len() - limit;
-            lines.truncate(limit);
-            lines.push(format!("… and {more} more"));
+                )
+            }))
+            .take(limit)
+            .collect();
+        if total > limit {
+            lines.push(format!("… and {} more", total - limit));
         }
         lines
     }
@@ -916,6 +930,36 @@ identities:
         assert_eq!(
             c.judge(put, Some("arn:aws:s3:::shared/k"), &ctx).verdict,
             Verdict::NotPermitted(Refusal::NoGrant)
+        );
+    }
+
+    /// The permitted set lists grants in order (rules, tools, IAM allows) up to the limit,
+    /// then says how many more there are.
+    #[test]
+    fn the_permitted_set_is_cut_at_its_limit() {
+        let policy = crate::Policy::parse(
+            "identities:\n  - match: x\n    allow:\n      - action: \"s3:Get*\"\n      - action: \"ec2:Describe*\"\n        resource: \"arn:aws:ec2:*:1:instance/*\"\n      - action: \"kms:Decrypt\"\n    tools:\n      - name: search\n",
+            "p",
+            None,
+        )
+        .unwrap();
+        let entry = &policy.entries()[0];
+        assert_eq!(
+            entry.permitted_set(10),
+            [
+                "s3:Get*",
+                "ec2:Describe* on arn:aws:ec2:*:1:instance/*",
+                "kms:Decrypt",
+                "tool search"
+            ]
+        );
+        assert_eq!(
+            entry.permitted_set(2),
+            [
+                "s3:Get*",
+                "ec2:Describe* on arn:aws:ec2:*:1:instance/*",
+                "… and 2 more"
+            ]
         );
     }
 
