@@ -371,53 +371,93 @@ impl Episodes {
     }
 }
 
-/// A detector whose findings are the episodes of one [`Episodes`]: it flags events and words
-/// each closed episode; closing them as the stream moves on, at the end, and accounting for
-/// their memory are the same for every such detector and come with the [`Detector`] impl below.
-pub trait EpisodeDetector {
+/// What makes a detector whose findings are episodes: which events it flags, and how a
+/// closed episode reads. [`Grouped`] holds the episodes and makes it a [`Detector`]: closing
+/// episodes as the stream moves on and at the end, and accounting for their memory, are the
+/// same for every such detector.
+pub trait EpisodeRules {
     /// As [`Detector::name`].
     const NAME: &'static str;
 
-    /// The open episodes.
-    fn episodes(&self) -> &Episodes;
+    /// The rules' own state, with the engine's settings.
+    fn new(config: &EngineConfig) -> Self;
 
-    /// The open episodes, to change.
-    fn episodes_mut(&mut self) -> &mut Episodes;
-
-    /// Looks at one event, as [`Detector::observe`]: typically [`Episodes::flag`] when the
-    /// event is flagged, then [`EpisodeDetector::report`] of the episode it closed.
-    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>);
+    /// Looks at one event, as [`Detector::observe`], and flags it ([`Flags::flag`]) when it
+    /// should be.
+    fn observe(&mut self, obs: &Observation<'_, '_>, flags: &mut Flags<'_, '_>);
 
     /// Words a closed episode as a draft.
     fn report(identity: Sym, episode: Episode, names: &Names<'_>, out: &mut Vec<Draft>);
 
-    /// Bytes of per-identity state held besides the episodes.
-    fn other_bytes(&self) -> usize {
+    /// Bytes of per-identity state the rules hold besides the episodes.
+    fn state_bytes(&self) -> usize {
         0
     }
 }
 
-impl<T: EpisodeDetector> Detector for T {
+/// Where [`EpisodeRules`] flag events: the episodes, and where a closed one is reported.
+pub struct Flags<'f, 'n> {
+    episodes: &'f mut Episodes,
+    /// The names the engine knows.
+    pub names: &'f Names<'n>,
+    out: &'f mut Vec<Draft>,
+    report: fn(Sym, Episode, &Names<'_>, &mut Vec<Draft>),
+}
+
+impl Flags<'_, '_> {
+    /// Adds a flagged event to its identity's episode under the item `key` (`note` makes the
+    /// item's words when it is new), reporting the episode the event closed, if any.
+    pub fn flag(&mut self, obs: &Observation<'_, '_>, key: u64, note: impl FnOnce() -> String) {
+        if let Some(closed) = self.episodes.flag(obs, key, note) {
+            (self.report)(obs.identity, *closed, self.names, self.out);
+        }
+    }
+}
+
+/// A detector made of [`EpisodeRules`] and the [`Episodes`] they flag events into.
+#[derive(Debug)]
+pub struct Grouped<R> {
+    episodes: Episodes,
+    rules: R,
+}
+
+impl<R: EpisodeRules> Grouped<R> {
+    /// A detector with the engine's settings.
+    pub fn new(config: &EngineConfig) -> Self {
+        Grouped {
+            episodes: Episodes::new(config),
+            rules: R::new(config),
+        }
+    }
+}
+
+impl<R: EpisodeRules> Detector for Grouped<R> {
     fn name(&self) -> &'static str {
-        T::NAME
+        R::NAME
     }
 
     fn observe(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.flag(obs, names, out);
+        let mut flags = Flags {
+            episodes: &mut self.episodes,
+            names,
+            out,
+            report: R::report,
+        };
+        self.rules.observe(obs, &mut flags);
     }
 
     fn sweep(&mut self, at: StreamPosition, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes_mut().expire(at, |identity, episode| {
-            T::report(identity, *episode, names, out)
+        self.episodes.expire(at, |identity, episode| {
+            R::report(identity, *episode, names, out)
         });
     }
 
     fn flush(&mut self, names: &Names<'_>, out: &mut Vec<Draft>) {
-        self.episodes_mut()
-            .drain(|identity, episode| T::report(identity, *episode, names, out));
+        self.episodes
+            .drain(|identity, episode| R::report(identity, *episode, names, out));
     }
 
     fn state_bytes(&self) -> usize {
-        self.episodes().bytes() + self.other_bytes()
+        self.episodes.bytes() + self.rules.state_bytes()
     }
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{draft, entry_json, plural, raise, techniques};
 use crate::engine::{Draft, EngineConfig, Names, Observation};
-use crate::episode::{Episode, EpisodeDetector, Episodes};
+use crate::episode::{Episode, EpisodeRules, Flags, Grouped};
 
 /// Item keys: what the policy says of the refused action (the provider and the policy may
 /// disagree, and that disagreement is itself worth reading).
@@ -21,32 +21,20 @@ const POLICY_REFUSES: u64 = 2;
 /// Severity grows with the burst: 1-2 events low, 3-9 medium, 10 or more high; one step more
 /// when an attempt would have changed something (class write, delete, permission or exec),
 /// because a read-only integration trying to write is the pattern of stolen credentials probing.
+pub type DeniedAttempts = Grouped<DeniedRules>;
+
+/// The rules of [`DeniedAttempts`].
 #[derive(Debug)]
-pub struct DeniedAttempts {
-    episodes: Episodes,
-}
+pub struct DeniedRules;
 
-impl DeniedAttempts {
-    /// A detector with the engine's episode settings.
-    pub fn new(config: &EngineConfig) -> Self {
-        DeniedAttempts {
-            episodes: Episodes::new(config),
-        }
-    }
-}
-
-impl EpisodeDetector for DeniedAttempts {
+impl EpisodeRules for DeniedRules {
     const NAME: &'static str = "denied_attempts";
 
-    fn episodes(&self) -> &Episodes {
-        &self.episodes
+    fn new(_: &EngineConfig) -> Self {
+        DeniedRules
     }
 
-    fn episodes_mut(&mut self) -> &mut Episodes {
-        &mut self.episodes
-    }
-
-    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+    fn observe(&mut self, obs: &Observation<'_, '_>, flags: &mut Flags<'_, '_>) {
         if obs.event.outcome != Outcome::Denied {
             return;
         }
@@ -55,12 +43,9 @@ impl EpisodeDetector for DeniedAttempts {
             Verdict::Permitted(_) => POLICY_PERMITS,
             Verdict::NotPermitted(_) => POLICY_REFUSES,
         };
-        let closed = self.episodes.flag(obs, key, || {
+        flags.flag(obs, key, || {
             obs.event.error.as_deref().unwrap_or("denied").to_owned()
         });
-        if let Some(closed) = closed {
-            Self::report(obs.identity, *closed, names, out);
-        }
     }
 
     fn report(identity: Sym, episode: Episode, names: &Names<'_>, out: &mut Vec<Draft>) {

@@ -6,26 +6,18 @@ use serde_json::json;
 
 use super::{draft, entry_json, plural, techniques};
 use crate::engine::{Draft, EngineConfig, Names, Observation};
-use crate::episode::{Episode, EpisodeDetector, Episodes};
+use crate::episode::{Episode, EpisodeRules, Flags, Grouped};
 
 /// `time_anomaly`: events of an identity outside its entry's `hours`, grouped per episode.
 ///
 /// Severity: low; medium when something was changed (write, delete, permission or exec carried
 /// out) out of hours. The usual lens ([`super::Usual`]) reports the same kind, through the same
-/// [`time_draft`], against the identity's learned hours for identities whose policy sets none.
-#[derive(Debug)]
-pub struct OutsideHours {
-    episodes: Episodes,
-}
+/// `time_draft`, against the identity's learned hours for identities whose policy sets none.
+pub type OutsideHours = Grouped<HoursRules>;
 
-impl OutsideHours {
-    /// A detector with the engine's episode settings.
-    pub fn new(config: &EngineConfig) -> Self {
-        OutsideHours {
-            episodes: Episodes::new(config),
-        }
-    }
-}
+/// The rules of [`OutsideHours`].
+#[derive(Debug)]
+pub struct HoursRules;
 
 /// What an out-of-hours episode was compared with.
 pub(super) enum HoursBasis {
@@ -109,18 +101,14 @@ pub(super) fn time_draft(
     ));
 }
 
-impl EpisodeDetector for OutsideHours {
+impl EpisodeRules for HoursRules {
     const NAME: &'static str = "time_anomaly";
 
-    fn episodes(&self) -> &Episodes {
-        &self.episodes
+    fn new(_: &EngineConfig) -> Self {
+        HoursRules
     }
 
-    fn episodes_mut(&mut self) -> &mut Episodes {
-        &mut self.episodes
-    }
-
-    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+    fn observe(&mut self, obs: &Observation<'_, '_>, flags: &mut Flags<'_, '_>) {
         let Some((_, entry)) = obs.entry else {
             return;
         };
@@ -128,10 +116,7 @@ impl EpisodeDetector for OutsideHours {
         if obs.event.time_inferred || !entry.outside_hours(obs.event.time) {
             return;
         }
-        let closed = self.episodes.flag(obs, 0, String::new);
-        if let Some(closed) = closed {
-            Self::report(obs.identity, *closed, names, out);
-        }
+        flags.flag(obs, 0, String::new);
     }
 
     fn report(identity: Sym, episode: Episode, names: &Names<'_>, out: &mut Vec<Draft>) {

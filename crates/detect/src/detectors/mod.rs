@@ -12,7 +12,9 @@
 //! | [`Usual`] with [`catalogue`] | `privilege_escalation`, `defense_evasion` | known-dangerous actions and chains, unless routine for the identity |
 //!
 //! Each groups its events per identity and episode (see [`crate::episode`]) and explains in
-//! `evidence.detail` what the events were compared with.
+//! `evidence.detail` what the events were compared with. The policy-bound detectors are
+//! [`crate::episode::Grouped`] over their rules (`DeniedRules`, `ScopeRules`, ...): the rules
+//! say which events are flagged and how an episode reads; the episodes are kept alike.
 
 pub mod catalogue;
 mod denied;
@@ -27,12 +29,12 @@ use nhiwatch_model::{FindingKind, Severity};
 use nhiwatch_policy::Policy;
 use serde_json::Value;
 
-pub use denied::DeniedAttempts;
-pub use hours::OutsideHours;
-pub use scope::{OutOfScope, Undeclared};
-pub use sensitive::SensitiveAccess;
+pub use denied::{DeniedAttempts, DeniedRules};
+pub use hours::{HoursRules, OutsideHours};
+pub use scope::{OutOfScope, ScopeRules, Undeclared};
+pub use sensitive::{SensitiveAccess, SensitiveRules};
 pub use usual::{Usual, UsualConfig};
-pub use workflow::WorkflowDeviation;
+pub use workflow::{WorkflowDeviation, WorkflowRules};
 
 use crate::attack::{self, Technique};
 use crate::engine::{Detector, Draft, EngineConfig, Names};

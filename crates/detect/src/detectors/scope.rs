@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{draft, entry_json, plural, raise, techniques};
 use crate::attack;
 use crate::engine::{Detector, Draft, EngineConfig, Names, Observation, StreamPosition};
-use crate::episode::{Episode, EpisodeDetector, Episodes};
+use crate::episode::{Episode, EpisodeRules, Episodes, Flags, Grouped};
 
 /// Items are keyed by what refused the action, so that one action refused by two rules is two
 /// lines of the explanation.
@@ -25,39 +25,27 @@ fn refusal_key(refusal: Refusal) -> u64 {
 /// Severity: medium when every such event was refused or failed at the provider (an attempt);
 /// high when one was carried out; critical when a carried-out one changed permissions or ran
 /// code (class `permission` or `exec`).
+pub type OutOfScope = Grouped<ScopeRules>;
+
+/// The rules of [`OutOfScope`].
 #[derive(Debug)]
-pub struct OutOfScope {
-    episodes: Episodes,
-}
+pub struct ScopeRules;
 
-impl OutOfScope {
-    /// A detector with the engine's episode settings.
-    pub fn new(config: &EngineConfig) -> Self {
-        OutOfScope {
-            episodes: Episodes::new(config),
-        }
-    }
-}
-
-impl EpisodeDetector for OutOfScope {
+impl EpisodeRules for ScopeRules {
     const NAME: &'static str = "out_of_scope";
 
-    fn episodes(&self) -> &Episodes {
-        &self.episodes
+    fn new(_: &EngineConfig) -> Self {
+        ScopeRules
     }
 
-    fn episodes_mut(&mut self) -> &mut Episodes {
-        &mut self.episodes
-    }
-
-    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+    fn observe(&mut self, obs: &Observation<'_, '_>, flags: &mut Flags<'_, '_>) {
         let Verdict::NotPermitted(refusal) = obs.judgement.verdict else {
             return;
         };
         let Some((_, entry)) = obs.entry else {
             return;
         };
-        let closed = self.episodes.flag(obs, refusal_key(refusal), || {
+        flags.flag(obs, refusal_key(refusal), || {
             let mut note = entry.describe_refusal(refusal);
             if let Some(at) = obs.judgement.uncertain {
                 note.push_str(&format!(
@@ -67,9 +55,6 @@ impl EpisodeDetector for OutOfScope {
             }
             note
         });
-        if let Some(closed) = closed {
-            Self::report(obs.identity, *closed, names, out);
-        }
     }
 
     fn report(identity: Sym, episode: Episode, names: &Names<'_>, out: &mut Vec<Draft>) {

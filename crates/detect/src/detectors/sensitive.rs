@@ -5,55 +5,40 @@ use serde_json::json;
 
 use super::{draft, entry_json, plural, techniques};
 use crate::engine::{Draft, EngineConfig, Names, Observation};
-use crate::episode::{Episode, EpisodeDetector, Episodes};
+use crate::episode::{Episode, EpisodeRules, Flags, Grouped};
 
 /// `sensitive_access`: an event whose action (or action and resource) matches one of the
 /// entry's `sensitive` items, permitted or not.
 ///
 /// Severity: low when every attempt was refused or failed; medium when something sensitive was
 /// read; high when something sensitive was changed (write, delete, permission or exec carried out).
+pub type SensitiveAccess = Grouped<SensitiveRules>;
+
+/// The rules of [`SensitiveAccess`].
 #[derive(Debug)]
-pub struct SensitiveAccess {
-    episodes: Episodes,
-}
+pub struct SensitiveRules;
 
-impl SensitiveAccess {
-    /// A detector with the engine's episode settings.
-    pub fn new(config: &EngineConfig) -> Self {
-        SensitiveAccess {
-            episodes: Episodes::new(config),
-        }
-    }
-}
-
-impl EpisodeDetector for SensitiveAccess {
+impl EpisodeRules for SensitiveRules {
     const NAME: &'static str = "sensitive_access";
 
-    fn episodes(&self) -> &Episodes {
-        &self.episodes
+    fn new(_: &EngineConfig) -> Self {
+        SensitiveRules
     }
 
-    fn episodes_mut(&mut self) -> &mut Episodes {
-        &mut self.episodes
-    }
-
-    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+    fn observe(&mut self, obs: &Observation<'_, '_>, flags: &mut Flags<'_, '_>) {
         let (Some((_, entry)), Some(profile)) = (obs.entry, obs.profile) else {
             return;
         };
         let Some(item) = entry.sensitive_match(profile, obs.event.resource.as_deref()) else {
             return;
         };
-        let closed = self.episodes.flag(obs, u64::from(item), || {
+        flags.flag(obs, u64::from(item), || {
             entry
                 .sensitive()
                 .get(usize::from(item))
                 .map(|s| s.describe())
                 .unwrap_or_default()
         });
-        if let Some(closed) = closed {
-            Self::report(obs.identity, *closed, names, out);
-        }
     }
 
     fn report(identity: Sym, episode: Episode, names: &Names<'_>, out: &mut Vec<Draft>) {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{draft, entry_json, plural, techniques};
 use crate::engine::{Draft, EngineConfig, Names, Observation};
-use crate::episode::{Episode, EpisodeDetector, Episodes};
+use crate::episode::{Episode, EpisodeRules, Flags, Grouped};
 
 const FOREIGN: u64 = 1;
 const OUT_OF_ORDER: u64 = 2;
@@ -39,23 +39,16 @@ struct Cursor {
 /// Severity: low when the only deviation is a restart (an aborted run tried again); medium for
 /// steps out of order or not in the workflow; high when a step not in the workflow changed
 /// something (write, delete, permission or exec).
+pub type WorkflowDeviation = Grouped<WorkflowRules>;
+
+/// The rules of [`WorkflowDeviation`].
 #[derive(Debug)]
-pub struct WorkflowDeviation {
-    episodes: Episodes,
+pub struct WorkflowRules {
     cursors: Vec<Vec<Cursor>>,
     sessions_per_identity: usize,
 }
 
-impl WorkflowDeviation {
-    /// A detector with the engine's episode and session settings.
-    pub fn new(config: &EngineConfig) -> Self {
-        WorkflowDeviation {
-            episodes: Episodes::new(config),
-            cursors: Vec::new(),
-            sessions_per_identity: config.sessions_per_identity.max(1),
-        }
-    }
-
+impl WorkflowRules {
     fn cursor(&mut self, identity: Sym, session: u64, time: Timestamp) -> &mut Cursor {
         let index = identity.0 as usize;
         if self.cursors.len() <= index {
@@ -99,18 +92,17 @@ fn session_key(session: Option<&str>) -> u64 {
     })
 }
 
-impl EpisodeDetector for WorkflowDeviation {
+impl EpisodeRules for WorkflowRules {
     const NAME: &'static str = "workflow_deviation";
 
-    fn episodes(&self) -> &Episodes {
-        &self.episodes
+    fn new(config: &EngineConfig) -> Self {
+        WorkflowRules {
+            cursors: Vec::new(),
+            sessions_per_identity: config.sessions_per_identity.max(1),
+        }
     }
 
-    fn episodes_mut(&mut self) -> &mut Episodes {
-        &mut self.episodes
-    }
-
-    fn flag(&mut self, obs: &Observation<'_, '_>, names: &Names<'_>, out: &mut Vec<Draft>) {
+    fn observe(&mut self, obs: &Observation<'_, '_>, flags: &mut Flags<'_, '_>) {
         let (Some((_, entry)), Some(profile)) = (obs.entry, obs.profile) else {
             return;
         };
@@ -152,7 +144,8 @@ impl EpisodeDetector for WorkflowDeviation {
                 (RESTART, Some(expected))
             }
         };
-        let closed = self.episodes.flag(obs, key, || {
+        let names = flags.names;
+        flags.flag(obs, key, || {
             let after = previous.map_or_else(
                 || "at the start of a run".to_owned(),
                 |p| format!("after {}", names.actions.resolve(p)),
@@ -171,12 +164,9 @@ impl EpisodeDetector for WorkflowDeviation {
                 None => format!("{after}{session}"),
             }
         });
-        if let Some(closed) = closed {
-            Self::report(obs.identity, *closed, names, out);
-        }
     }
 
-    fn other_bytes(&self) -> usize {
+    fn state_bytes(&self) -> usize {
         self.cursors.capacity() * std::mem::size_of::<Vec<Cursor>>()
             + self
                 .cursors
