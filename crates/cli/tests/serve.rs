@@ -3,125 +3,19 @@
 //! (an agent reading production secrets outside its tool scope), and the findings read back
 //! after a restart on the same evidence store.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
+use std::path::Path;
+
+use common::{get, http, Server};
 use nhiwatch_decode::{ReadOptions, Reader, Sinks};
 use nhiwatch_model::Event;
 use nhiwatch_sim::{Scenario, SimConfig};
 use serde_json::{json, Value};
 
-const TOKEN: &str = "e2e-admin-token-0123456789";
-
-/// One HTTP/1.1 request on a fresh connection; the status and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).expect("connects");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).expect("writes");
-    stream.write_all(body).expect("writes");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("reads");
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    let mut body = response[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = unchunk(&body);
-    }
-    (status, body)
-}
-
-fn unchunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16)
-            .expect("a chunk size");
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&data[end + 2..end + 2 + size]);
-        data = &data[end + 4 + size..];
-    }
-    out
-}
-
-fn get(addr: SocketAddr, path: &str) -> Value {
-    let (status, body) = http(addr, "GET", path, b"");
-    assert_eq!(
-        status,
-        200,
-        "GET {path}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    serde_json::from_slice(&body).expect("JSON")
-}
-
-/// A running server, killed if the test fails before stopping it.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts `nhiwatch serve` on a free loopback port; returns it and its address.
-fn serve(sim: &Path, data: &Path) -> (Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nhiwatch"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--policy"])
-        .arg(sim.join("policy.yaml"))
-        .arg("--data")
-        .arg(data)
-        .env("NHIWATCH_TOKENS", format!("admin:{TOKEN}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the nhiwatch binary runs");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let first = lines.next().expect("a line").expect("text");
-    let addr = first
-        .rsplit("http://")
-        .next()
-        .and_then(|a| a.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no address in `{first}`"));
-    // Keep draining stderr so the server never blocks on it.
-    std::thread::spawn(move || lines.for_each(drop));
-    (Running(Some(child)), addr)
-}
-
-/// Stops the server with SIGTERM (a graceful shutdown) and waits for it.
-fn stop(mut running: Running) {
-    let mut child = running.0.take().expect("running");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let exit = child.wait().expect("the server exits");
-    assert!(exit.success(), "{exit}");
+/// Starts `nhiwatch serve` over the simulation's policy, keeping evidence in `data`.
+fn serve(sim: &Path, data: &Path) -> Server {
+    Server::start(common::serve_command(data, Some(&sim.join("policy.yaml"))))
 }
 
 fn events_of(path: &Path) -> Vec<Event<'static>> {
@@ -138,7 +32,7 @@ fn events_of(path: &Path) -> Vec<Event<'static>> {
     events
 }
 
-fn post_lines(addr: SocketAddr, events: &[&Event<'static>]) {
+fn post_lines(addr: std::net::SocketAddr, events: &[&Event<'static>]) {
     let mut body = Vec::new();
     for event in events {
         serde_json::to_writer(&mut body, event).expect("JSON");
@@ -178,7 +72,8 @@ fn an_agent_gateway_is_stopped_before_the_secret_is_read() {
         .filter_map(Value::as_str)
         .collect();
 
-    let (server, addr) = serve(&sim, &data);
+    let server = serve(&sim, &data);
+    let addr = server.addr();
     // Every provider's files as they are (CloudTrail gzip, Kubernetes, GitHub), one request each.
     let telemetry = sim.join(nhiwatch_sim::TELEMETRY_DIR);
     let mut files = Vec::new();
@@ -270,11 +165,12 @@ fn an_agent_gateway_is_stopped_before_the_secret_is_read() {
         get(addr, &format!("/v1/identities/{agent}"))["identity"]["kind"],
         "agent"
     );
-    stop(server);
+    server.stop();
 
     // After a restart on the same store, the finding the decision named is there, with the
     // attack's events as evidence.
-    let (server, addr) = serve(&sim, &data);
+    let server = serve(&sim, &data);
+    let addr = server.addr();
     let findings = get(
         addr,
         &format!("/v1/findings?identity={agent}&kind=out_of_scope"),
@@ -289,5 +185,5 @@ fn an_agent_gateway_is_stopped_before_the_secret_is_read() {
     for secret_read in calls.iter().filter(|c| c.action == "tool:get_secret") {
         assert!(evidence.contains(secret_read.id.as_ref()), "{evidence}");
     }
-    stop(server);
+    server.stop();
 }

@@ -14,20 +14,68 @@ use std::thread::JoinHandle;
 
 use nhiwatch_decode::Reject;
 use nhiwatch_model::{Event, Finding};
-use nhiwatch_store::{Batch, RiskPoint, Store};
+use nhiwatch_store::{Batch, RiskPoint, Store, StoreError};
 
 use crate::metrics::Metrics;
 
 /// A durable home for events and findings.
 pub trait EvidenceSink: Send + Sync + 'static {
-    /// Appends events, findings and risk points; returns once they are durable. The error is
-    /// for the server's log, never for a client.
+    /// Appends events, findings and risk points; returns once they are durable. On error
+    /// nothing of them is stored.
     fn append(
         &self,
         events: &[Event<'static>],
         findings: &[Finding],
         risks: &[RiskPoint],
-    ) -> Result<(), String>;
+    ) -> Result<(), SinkError>;
+}
+
+/// What kind of failure kept evidence from being stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkFailure {
+    /// No space left: the disk is full, or a quota or the file size limit was reached. The
+    /// client may retry later; an operator must free space.
+    NoSpace,
+    /// The storage refuses writes since an earlier write failed (redb takes no more writes on
+    /// a database whose write failed): nothing more is stored until the server is restarted,
+    /// once the cause is fixed.
+    Stopped,
+    /// Anything else: a fault of the server.
+    Other,
+}
+
+/// Why evidence could not be stored.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    /// What kind of failure.
+    pub kind: SinkFailure,
+    /// What failed, for the server's log (it may name paths): never sent to a client.
+    pub message: String,
+}
+
+impl SinkError {
+    /// A failure that is the server's fault.
+    pub fn other(message: impl Into<String>) -> Self {
+        SinkError {
+            kind: SinkFailure::Other,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for SinkError {
+    fn from(err: StoreError) -> Self {
+        let kind = match err {
+            StoreError::NoSpace { .. } => SinkFailure::NoSpace,
+            StoreError::Failed(_) => SinkFailure::Stopped,
+            _ => SinkFailure::Other,
+        };
+        SinkError {
+            kind,
+            message: err.to_string(),
+        }
+    }
 }
 
 impl EvidenceSink for Store {
@@ -36,7 +84,7 @@ impl EvidenceSink for Store {
         events: &[Event<'static>],
         findings: &[Finding],
         risks: &[RiskPoint],
-    ) -> Result<(), String> {
+    ) -> Result<(), SinkError> {
         let mut batch = Batch::new();
         for event in events {
             batch.add_event(event);
@@ -44,14 +92,13 @@ impl EvidenceSink for Store {
         for finding in findings {
             batch
                 .add_finding(finding)
-                .map_err(|err| format!("finding {}: {err}", finding.id))?;
+                .map_err(|err| SinkError::other(format!("finding {}: {err}", finding.id)))?;
         }
         for point in risks {
             batch.add_risk(point);
         }
-        Store::append(self, &mut batch)
-            .map(|_| ())
-            .map_err(|err| err.to_string())
+        Store::append(self, &mut batch)?;
+        Ok(())
     }
 }
 
@@ -175,7 +222,7 @@ fn write_loop(sink: &dyn EvidenceSink, metrics: &Metrics, receiver: &Receiver<Ou
             }
         }
         let result = sink.append(&events, &findings, &risks);
-        metrics.store_write(result.is_ok());
+        metrics.store_write(result.as_ref().err());
         if let Err(err) = result {
             eprintln!(
                 "nhiwatch: cannot store {} decided events and {} findings: {err}",

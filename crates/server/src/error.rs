@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
 
+use crate::durable::SinkFailure;
+
 /// How an error body is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flavor {
@@ -91,6 +93,27 @@ impl ApiError {
                 "unavailable",
                 "the detection engine is not running; retry later",
             )
+        }
+    }
+
+    /// The evidence store could not take the events: out of space, or stopped after a failed
+    /// write (both 503, which OTLP exporters and collectors retry), or a fault of the server
+    /// (500). Nothing was stored.
+    pub fn not_stored(failure: SinkFailure) -> Self {
+        let (code, message) = match failure {
+            SinkFailure::NoSpace => (
+                "storage_full",
+                "the evidence store is out of disk space (the disk is full, or a quota or file size limit was reached); nothing from this request was stored; retry after the time in Retry-After",
+            ),
+            SinkFailure::Stopped => (
+                "storage_failed",
+                "the evidence store stopped taking writes after a write failed (such as on a full disk) and needs a restart of the server; nothing from this request was stored; retry after the time in Retry-After",
+            ),
+            SinkFailure::Other => return ApiError::internal("the events could not be made durable"),
+        };
+        ApiError {
+            retry_after: Some(30),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
         }
     }
 

@@ -26,6 +26,11 @@
 //! (`worker`) fed by two bounded queues. When a queue is full the server answers 503 with
 //! `Retry-After` instead of growing memory; a token over its rate gets 429. Ingest is
 //! acknowledged only after its events are durable in the evidence store (with `--data`).
+//! When the store cannot write (a full disk, a quota or file size limit), ingest answers 503
+//! `storage_full`, and from then on `storage_failed` (the store takes no writes after a failed
+//! one), with `Retry-After`, storing nothing of the request; the server log names the cause,
+//! `GET /healthz` answers 503 `storage_failed`, and a restart once there is space recovers the
+//! store's last commit and goes on.
 //! On SIGTERM or Ctrl-C the server stops accepting, finishes the requests in flight, lets the
 //! engine drain its queues and close every open episode, writes what it emitted, and gives
 //! alert delivery a grace period.
@@ -58,7 +63,7 @@ use tokio::sync::oneshot;
 
 pub use config::{Config, ConfigError};
 pub use routes::{Route, OPENAPI, ROUTES};
-pub use worker::{EngineFactory, FindingFilter, View};
+pub use worker::{EngineFactory, FindingFilter, KeptFinding, View};
 
 use crate::alerts::Alerts;
 use crate::auth::Tokens;

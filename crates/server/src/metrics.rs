@@ -2,10 +2,12 @@
 //! format (version 0.0.4) for `GET /metrics`.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use nhiwatch_model::{Decision, FindingKind, Source};
+
+use crate::durable::{SinkError, SinkFailure};
 
 /// Upper bounds of the decision-latency buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -132,6 +134,7 @@ pub struct Metrics {
     pub decide_latency: Histogram,
     durable_batches: AtomicU64,
     store_errors: AtomicU64,
+    store_stopped: AtomicBool,
     alerts_delivered: AtomicU64,
     alerts_retried: AtomicU64,
     alerts_dead_lettered: AtomicU64,
@@ -191,14 +194,25 @@ impl Metrics {
         }
     }
 
-    /// Counts a batch made durable, or a store write that failed.
-    pub fn store_write(&self, ok: bool) {
-        let counter = if ok {
-            &self.durable_batches
-        } else {
-            &self.store_errors
+    /// Counts a batch made durable (`None`), or a store write that failed; remembers a failure
+    /// of the storage itself ([`Metrics::store_stopped`]).
+    pub fn store_write(&self, failed: Option<&SinkError>) {
+        let counter = match failed {
+            None => &self.durable_batches,
+            Some(err) => {
+                if err.kind != SinkFailure::Other {
+                    self.store_stopped.store(true, Ordering::Relaxed);
+                }
+                &self.store_errors
+            }
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the store has stopped taking writes (a write found no space, or failed so that
+    /// the store refuses more) until the server is restarted; `GET /healthz` answers 503.
+    pub fn store_stopped(&self) -> bool {
+        self.store_stopped.load(Ordering::Relaxed)
     }
 
     /// Counts an alert delivered, retried, or given up (dead-lettered).

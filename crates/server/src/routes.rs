@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{Scope, Tokens};
 use crate::config::Limits;
@@ -26,7 +26,7 @@ use crate::durable::{EvidenceSink, RejectLog};
 use crate::error::{ApiError, Flavor};
 use crate::ingest::{self, Decoded};
 use crate::metrics::{Gauges, Metrics, Refusal};
-use crate::worker::{DecideJob, FindingFilter, Queues, View};
+use crate::worker::{DecideJob, FindingFilter, KeptFinding, Queues, View};
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("../openapi.yaml");
@@ -311,14 +311,14 @@ async fn accept(app: &Shared, caller: &Caller, decoded: Decoded) -> Result<Accep
     .await
     .map_err(|_| ApiError::internal("the evidence store write did not finish"))?;
     if app.sink.is_some() && !events.is_empty() {
-        app.metrics.store_write(stored.is_ok());
+        app.metrics.store_write(stored.as_ref().err());
     }
     if let Err(err) = stored {
         eprintln!(
             "nhiwatch: cannot store a batch of {} events: {err}",
             events.len()
         );
-        return Err(ApiError::internal("the events could not be made durable"));
+        return Err(ApiError::not_stored(err.kind));
     }
     for event in &events {
         app.metrics.events_in(event.source, 1);
@@ -566,8 +566,16 @@ async fn identity(
             "no such identity has been seen",
         ));
     };
-    let body = serde_json::json!({"identity": summary, "findings": findings});
-    Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        identity: nhiwatch_store::IdentitySummary,
+        findings: Vec<&'a KeptFinding>,
+    }
+    let answer = Answer {
+        identity: summary,
+        findings: findings.iter().map(|f| &**f).collect(),
+    };
+    Ok(json_response(StatusCode::OK, to_json(&answer)?))
 }
 
 /// Query of `GET /v1/findings`.
@@ -598,8 +606,18 @@ async fn findings(
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .findings(&filter);
-    let body = serde_json::json!({"findings": list});
-    Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        findings: Vec<&'a KeptFinding>,
+    }
+    let answer = Answer {
+        findings: list.iter().map(|f| &**f).collect(),
+    };
+    Ok(json_response(StatusCode::OK, to_json(&answer)?))
+}
+
+fn to_json(answer: &impl Serialize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(answer).map_err(|_| ApiError::internal("the answer could not be written"))
 }
 
 async fn health(State(app): State<Shared>) -> Response {
@@ -607,6 +625,11 @@ async fn health(State(app): State<Shared>) -> Response {
         json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             br#"{"status":"unavailable"}"#.to_vec(),
+        )
+    } else if app.metrics.store_stopped() {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            br#"{"status":"storage_failed"}"#.to_vec(),
         )
     } else {
         json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())

@@ -14,9 +14,11 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use nhiwatch_detect::{Assessment, Engine, EngineStats};
-use nhiwatch_model::{Decision, Event, Finding, Severity, Timestamp};
+use nhiwatch_model::{Decision, Event, Finding, FindingKind, Severity, Timestamp};
 use nhiwatch_store::{IdentitySummary, LatestRisk, RiskPoint};
 use rustc_hash::FxHashMap;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::alerts::AlertSender;
@@ -46,8 +48,50 @@ pub(crate) struct Queues {
 #[derive(Debug)]
 pub struct View {
     identities: FxHashMap<String, IdentitySummary>,
-    findings: VecDeque<Arc<Finding>>,
+    findings: VecDeque<Arc<KeptFinding>>,
     keep: usize,
+}
+
+/// A finding as the view keeps it: what requests filter on, and the finding itself as the JSON
+/// the API answers with. (Kept as a [`Finding`], its `detail` tree of `serde_json` values would
+/// take about ten times as much memory, and the view keeps up to `findings_kept` of them.)
+#[derive(Debug)]
+pub struct KeptFinding {
+    /// The identity.
+    pub identity: String,
+    /// The kind.
+    pub kind: FindingKind,
+    /// The severity.
+    pub severity: Severity,
+    /// The time of its last evidence event.
+    pub time: Timestamp,
+    /// The finding, as JSON.
+    pub json: Box<RawValue>,
+}
+
+impl KeptFinding {
+    /// Keeps `finding`; `None` (and a line on standard error) if it cannot be written as JSON.
+    pub fn new(finding: &Finding) -> Option<KeptFinding> {
+        match serde_json::value::to_raw_value(finding) {
+            Ok(json) => Some(KeptFinding {
+                identity: finding.identity.clone(),
+                kind: finding.kind,
+                severity: finding.severity,
+                time: finding.time,
+                json,
+            }),
+            Err(err) => {
+                eprintln!("nhiwatch: finding {} cannot be listed: {err}", finding.id);
+                None
+            }
+        }
+    }
+}
+
+impl Serialize for KeptFinding {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
 }
 
 /// Which findings [`View::findings`] returns.
@@ -81,8 +125,13 @@ impl View {
             self.identities.insert(summary.identity.clone(), summary);
         }
         let skip = findings.len().saturating_sub(self.keep);
-        self.findings
-            .extend(findings.into_iter().skip(skip).map(Arc::new));
+        self.findings.extend(
+            findings
+                .iter()
+                .skip(skip)
+                .filter_map(KeptFinding::new)
+                .map(Arc::new),
+        );
     }
 
     fn observe(&mut self, event: &Event<'_>) {
@@ -116,7 +165,7 @@ impl View {
         }
     }
 
-    fn add_finding(&mut self, finding: Arc<Finding>) {
+    fn add_finding(&mut self, finding: &Finding) {
         if let Some(summary) = self.identities.get_mut(&finding.identity) {
             summary.findings += 1;
         }
@@ -128,10 +177,13 @@ impl View {
                 decision: finding.decision,
             },
         );
+        let Some(kept) = KeptFinding::new(finding) else {
+            return;
+        };
         if self.findings.len() == self.keep {
             self.findings.pop_front();
         }
-        self.findings.push_back(finding);
+        self.findings.push_back(Arc::new(kept));
     }
 
     /// Identities, highest latest risk first, then most events.
@@ -158,7 +210,7 @@ impl View {
     }
 
     /// Findings matching the filter, newest first.
-    pub fn findings(&self, filter: &FindingFilter) -> Vec<Arc<Finding>> {
+    pub fn findings(&self, filter: &FindingFilter) -> Vec<Arc<KeptFinding>> {
         self.findings
             .iter()
             .rev()
@@ -297,18 +349,19 @@ impl Worker {
         if self.emitted.is_empty() {
             return;
         }
-        let findings: Vec<Arc<Finding>> = self.emitted.drain(..).map(Arc::new).collect();
         {
             let mut view = self.sinks.view.write().unwrap_or_else(|e| e.into_inner());
-            for finding in &findings {
-                view.add_finding(Arc::clone(finding));
+            for finding in &self.emitted {
+                view.add_finding(finding);
             }
         }
-        for finding in findings {
+        for finding in self.emitted.drain(..) {
+            let finding = Arc::new(finding);
             self.sinks.metrics.finding(finding.kind);
             self.sinks.alerts.offer(&finding);
             if let Some(writer) = &self.sinks.writer {
-                durable::send(writer, Output::Finding(Box::new((*finding).clone())));
+                let finding = Arc::try_unwrap(finding).unwrap_or_else(|shared| (*shared).clone());
+                durable::send(writer, Output::Finding(Box::new(finding)));
             }
         }
     }
@@ -318,5 +371,59 @@ impl Worker {
         self.engine.finish(&mut |f| emitted.push(f));
         self.emit();
         self.engine.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nhiwatch_model::{Evidence, FindingKind};
+
+    use super::*;
+
+    fn finding(n: i64, identity: &str, kind: FindingKind) -> Finding {
+        Finding {
+            id: format!("f-{n}"),
+            time: Timestamp(n),
+            identity: identity.into(),
+            kind,
+            severity: Severity::High,
+            risk: 70,
+            decision: Decision::Review,
+            summary: "a summary".into(),
+            evidence: Evidence {
+                event_ids: vec![format!("e-{n}")],
+                detail: serde_json::json!({"actions": [{"action": "s3:GetObject", "events": 3}]}),
+            },
+            frameworks: vec!["OWASP-NHI-06".into()],
+        }
+    }
+
+    #[test]
+    fn the_view_keeps_the_latest_findings_as_the_api_writes_them() {
+        let mut view = View::new(2);
+        let kept: Vec<Finding> = (0..3)
+            .map(|n| finding(n, if n == 1 { "b" } else { "a" }, FindingKind::OutOfScope))
+            .collect();
+        view.preload(Vec::new(), kept[..1].to_vec());
+        for finding in &kept[1..] {
+            view.add_finding(finding);
+        }
+        let all = view.findings(&FindingFilter {
+            limit: 10,
+            ..FindingFilter::default()
+        });
+        assert_eq!(all.len(), 2, "the oldest is dropped");
+        assert_eq!(
+            serde_json::to_value(&*all[0]).unwrap(),
+            serde_json::to_value(&kept[2]).unwrap(),
+            "newest first, written as the finding itself"
+        );
+        let of_b = view.findings(&FindingFilter {
+            identity: Some("b".into()),
+            limit: 10,
+            ..FindingFilter::default()
+        });
+        assert_eq!(of_b.len(), 1);
+        assert_eq!(of_b[0].identity, "b");
     }
 }

@@ -15,6 +15,7 @@ use flate2::Compression;
 use nhiwatch_detect::{Detector, Draft, Engine, EngineConfig, Names, Observation, StreamPosition};
 use nhiwatch_server::auth::Scope;
 use nhiwatch_server::config::{Secret, TokenSpec, WebhookFormat, WebhookSpec};
+use nhiwatch_server::durable::{EvidenceSink, SinkError, SinkFailure};
 use nhiwatch_server::{Config, Running, Server, ROUTES};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -813,6 +814,94 @@ async fn full_queues_answer_503_with_retry_after_and_shutdown_drains_them() {
     let summary = stopping.await.unwrap().unwrap();
     assert_eq!(summary.engine.events, 3, "two batches and the decision");
     assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+/// A store whose disk is full: the first write finds no space, every later one is refused
+/// (as redb does after a failed write).
+struct FullDisk(Mutex<u32>);
+
+impl EvidenceSink for FullDisk {
+    fn append(
+        &self,
+        _events: &[nhiwatch_model::Event<'static>],
+        _findings: &[nhiwatch_model::Finding],
+        _risks: &[nhiwatch_store::RiskPoint],
+    ) -> Result<(), SinkError> {
+        let mut calls = self.0.lock().unwrap();
+        *calls += 1;
+        let kind = if *calls == 1 {
+            SinkFailure::NoSpace
+        } else {
+            SinkFailure::Stopped
+        };
+        Err(SinkError {
+            kind,
+            message: "no space to write the store at /secret/path/nhiwatch.redb".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_store_out_of_space_answers_503_naming_it_and_health_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = Server::new(config(dir.path()))
+        .with_sink(Arc::new(FullDisk(Mutex::new(0))))
+        .start()
+        .await
+        .unwrap();
+    let client = Client::new(running.local_addr());
+    let health = client.get("/healthz", READ).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    for (n, code) in [(1, "storage_full"), (2, "storage_failed")] {
+        let body =
+            serde_json::to_vec(&cloudtrail(&format!("full-{n}"), n, "s3", "GetObject")).unwrap();
+        let answer = client
+            .post("/v1/events", INGEST)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.headers()["retry-after"], "30");
+        let error = answer.json::<Value>().await.unwrap()["error"].clone();
+        assert_eq!(error["code"], code, "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("evidence store"), "{message}");
+        assert!(
+            message.contains("nothing from this request was stored"),
+            "{message}"
+        );
+        assert!(!message.contains("/secret"), "no internal path: {message}");
+    }
+    assert!(client.json("/v1/findings").await["findings"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(running.metrics().events_total(), 0, "nothing was accepted");
+    let health = client.get("/healthz", READ).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        health.json::<Value>().await.unwrap()["status"],
+        "storage_failed"
+    );
+    // Decisions do not wait for the store, and go on.
+    let decision = client
+        .decide(json!({"identity": ROLE, "action": "s3:GetObject"}))
+        .await;
+    assert_eq!(decision["decision"], "allow", "{decision}");
+    let series = parse_metrics(
+        &client
+            .get("/metrics", READ)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    // Both refused batches; the decided event's write may have failed by now too.
+    assert!(metric(&series, "nhiwatch_store_batches_total{result=\"failed\"}") >= 2.0);
+    running.shutdown().await.unwrap();
 }
 
 async fn queue_depth(client: &Client) -> f64 {

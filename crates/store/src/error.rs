@@ -49,6 +49,45 @@ pub enum StoreError {
     /// redb reported an error (I/O, a corrupt page, a failed commit).
     #[error("storage error: {0}")]
     Db(#[from] redb::Error),
+    /// A write found no space: the disk is full, or a quota or the process's file size limit
+    /// (`RLIMIT_FSIZE`) was reached. Nothing of the batch was stored, and the store refuses
+    /// further writes until it is opened again ([`StoreError::Failed`]).
+    #[error("no space to write the store at {path}: {source} (the disk is full, or a quota or file size limit was reached); nothing of this batch was stored")]
+    NoSpace {
+        /// The database file.
+        path: PathBuf,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier write failed (no space, an I/O error), and redb refuses every operation on
+    /// the open database after that: the store must be opened again, which recovers its last
+    /// committed state.
+    #[error("the store at {0} refuses writes since an earlier write failed; open it again (restart nhiwatch) once the cause, such as a full disk, is fixed")]
+    Failed(PathBuf),
+}
+
+impl StoreError {
+    /// Names the file in a failed write, and says what the failure means: no space left, or a
+    /// database that refuses writes after an earlier failure.
+    pub(crate) fn in_storage(self, path: &std::path::Path) -> StoreError {
+        use std::io::ErrorKind;
+        match self {
+            StoreError::Db(redb::Error::Io(source))
+                if matches!(
+                    source.kind(),
+                    ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded
+                ) =>
+            {
+                StoreError::NoSpace {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+            StoreError::Db(redb::Error::PreviousIo) => StoreError::Failed(path.to_path_buf()),
+            err => err,
+        }
+    }
 }
 
 macro_rules! from_redb {
@@ -73,5 +112,33 @@ from_redb!(
 impl From<crate::codec::Corrupt> for StoreError {
     fn from(err: crate::codec::Corrupt) -> Self {
         StoreError::Corrupt(err.0.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+    use std::path::Path;
+
+    use super::StoreError;
+
+    #[test]
+    fn names_a_full_disk_and_a_store_that_refuses_writes() {
+        let path = Path::new("/data/nhiwatch.redb");
+        for kind in [
+            ErrorKind::StorageFull,
+            ErrorKind::FileTooLarge,
+            ErrorKind::QuotaExceeded,
+        ] {
+            let err = StoreError::Db(redb::Error::Io(Error::from(kind))).in_storage(path);
+            assert!(matches!(err, StoreError::NoSpace { .. }), "{err}");
+            let text = err.to_string();
+            assert!(text.contains("/data/nhiwatch.redb") && text.contains("disk is full"));
+        }
+        let err = StoreError::Db(redb::Error::PreviousIo).in_storage(path);
+        assert!(matches!(err, StoreError::Failed(_)), "{err}");
+        let other = StoreError::Db(redb::Error::Io(Error::from(ErrorKind::PermissionDenied)))
+            .in_storage(path);
+        assert!(matches!(other, StoreError::Db(_)), "{other}");
     }
 }

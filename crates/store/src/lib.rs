@@ -28,6 +28,11 @@
 //! the process died is absent as a whole; re-ingesting the input stores it again, and
 //! everything that was already stored is skipped by its natural key.
 //!
+//! A write that finds no space (a full disk, a quota, the process's file size limit) fails with
+//! [`StoreError::NoSpace`] and leaves the last commit as it was. redb then refuses every further
+//! operation on that open database ([`StoreError::Failed`]); opening the store again, once there
+//! is space, recovers the last commit and appends go on.
+//!
 //! ## Idempotence
 //!
 //! Every item has a natural key: an event its source and the source's own event id (ids are

@@ -76,9 +76,17 @@ pub struct Store {
     retention: Retention,
 }
 
+/// The most redb keeps of the file in memory (its page cache). redb's default, 1 GiB, fills as
+/// the file grows: a server's resident memory climbed with its store, by about the bytes
+/// written, towards that size. Appends touch the B-tree's upper pages and one leaf per
+/// identity (items are keyed by identity and time); those fit here many times over, and the
+/// operating system's page cache holds the rest of the file for reads.
+const CACHE_BYTES: usize = 16 << 20;
+
 fn builder() -> Builder {
     let mut builder = Builder::new();
     builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    builder.set_cache_size(CACHE_BYTES);
     builder
 }
 
@@ -110,7 +118,9 @@ impl Store {
             path,
             retention: options.retention,
         };
-        store.initialise()?;
+        store
+            .initialise()
+            .map_err(|err| err.in_storage(&store.path))?;
         if let Some(problem) = store.check_tail()? {
             return Err(StoreError::Broken(Box::new(problem)));
         }
@@ -224,6 +234,11 @@ impl Store {
     /// `None`). On success `batch` is emptied for reuse; on error it is left as it was, and the
     /// store is unchanged.
     pub fn append(&self, batch: &mut Batch) -> Result<Receipt, StoreError> {
+        self.append_batch(batch)
+            .map_err(|err| err.in_storage(&self.path))
+    }
+
+    fn append_batch(&self, batch: &mut Batch) -> Result<Receipt, StoreError> {
         let mut receipt = Receipt {
             duplicates: batch.duplicates,
             ..Receipt::default()
@@ -250,6 +265,11 @@ impl Store {
     /// the batch is marked pruned first, so a crash part-way leaves a state the next step
     /// finishes.
     pub fn compact_step(&self, now: Timestamp, budget: usize) -> Result<Compaction, StoreError> {
+        self.compact(now, budget)
+            .map_err(|err| err.in_storage(&self.path))
+    }
+
+    fn compact(&self, now: Timestamp, budget: usize) -> Result<Compaction, StoreError> {
         let txn = self.write()?;
         let mut removed = 0u64;
         let mut more = false;
