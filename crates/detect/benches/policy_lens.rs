@@ -253,47 +253,22 @@ fn bench(c: &mut Criterion) {
     // detectors) against the engine with nothing to do (interning, stream bookkeeping): the
     // difference is the policy lens's cost per event. The whole engine (every lens, the usual
     // one learning from scratch) is measured too, for scale.
-    let policy_lens =
-        |policy: &Arc<Policy>| detectors::policy_lenses(policy, &EngineConfig::default());
-    type Build<'p> = Box<dyn Fn() -> Engine + 'p>;
+    let policy_lens = || {
+        Engine::with_detectors(
+            Some(policy.clone()),
+            EngineConfig::default(),
+            detectors::policy_lenses(&policy, &EngineConfig::default()),
+        )
+    };
+    let bare = || Engine::with_detectors(None, EngineConfig::default(), Vec::new());
+    let all_lenses = || Engine::new(Some(policy.clone()), EngineConfig::default());
+    type Build<'b> = &'b dyn Fn() -> Engine;
     let cases: [(&str, &Vec<Event<'_>>, Build<'_>); 5] = [
-        (
-            "policy_lens_round_robin",
-            &rr_events,
-            Box::new(|| {
-                Engine::with_detectors(
-                    Some(policy.clone()),
-                    EngineConfig::default(),
-                    policy_lens(&policy),
-                )
-            }),
-        ),
-        (
-            "policy_lens_session_bursts",
-            &burst_events,
-            Box::new(|| {
-                Engine::with_detectors(
-                    Some(policy.clone()),
-                    EngineConfig::default(),
-                    policy_lens(&policy),
-                )
-            }),
-        ),
-        (
-            "engine_overhead_round_robin",
-            &rr_events,
-            Box::new(|| Engine::with_detectors(None, EngineConfig::default(), Vec::new())),
-        ),
-        (
-            "engine_overhead_session_bursts",
-            &burst_events,
-            Box::new(|| Engine::with_detectors(None, EngineConfig::default(), Vec::new())),
-        ),
-        (
-            "all_lenses_round_robin",
-            &rr_events,
-            Box::new(|| Engine::new(Some(policy.clone()), EngineConfig::default())),
-        ),
+        ("policy_lens_round_robin", &rr_events, &policy_lens),
+        ("policy_lens_session_bursts", &burst_events, &policy_lens),
+        ("engine_overhead_round_robin", &rr_events, &bare),
+        ("engine_overhead_session_bursts", &burst_events, &bare),
+        ("all_lenses_round_robin", &rr_events, &all_lenses),
     ];
     let mut group = c.benchmark_group("policy_lens");
     group.throughput(Throughput::Elements(EVENTS as u64));
