@@ -30,6 +30,10 @@ pub(crate) struct RpcStatus {
     pub message: String,
 }
 
+/// The stable code of an error answer, kept in the response's extensions for the metrics.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ErrorCode(pub &'static str);
+
 /// An error answer.
 #[derive(Debug)]
 pub(crate) struct ApiError {
@@ -169,6 +173,7 @@ impl IntoResponse for ApiError {
             ),
         };
         let mut response = (self.status, body).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         if let Some(seconds) = self.retry_after {

@@ -80,18 +80,22 @@ pub enum Refusal {
     Malformed,
     /// The engine's queue is full, or the engine is gone (503).
     Overloaded,
+    /// The evidence store is out of space or stopped after a failed write (503
+    /// `storage_full`, `storage_failed`).
+    Storage,
     /// The server failed (500).
     Internal,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 7] = [
+    const ALL: [Refusal; 8] = [
         Refusal::Unauthenticated,
         Refusal::Forbidden,
         Refusal::RateLimited,
         Refusal::TooLarge,
         Refusal::Malformed,
         Refusal::Overloaded,
+        Refusal::Storage,
         Refusal::Internal,
     ];
 
@@ -103,8 +107,18 @@ impl Refusal {
             Refusal::TooLarge => "too_large",
             Refusal::Malformed => "malformed",
             Refusal::Overloaded => "overloaded",
+            Refusal::Storage => "storage",
             Refusal::Internal => "internal",
         }
+    }
+
+    /// The refusal an error answer stands for, by its status and, for a 503, its error code
+    /// ([`crate::error`] marks the response with it).
+    pub fn of_response(status: u16, code: Option<&str>) -> Option<Refusal> {
+        if status == 503 && matches!(code, Some("storage_full" | "storage_failed")) {
+            return Some(Refusal::Storage);
+        }
+        Refusal::of_status(status)
     }
 
     /// The refusal an error status stands for.
@@ -422,5 +436,18 @@ mod tests {
         assert_eq!(Refusal::of_status(503), Some(Refusal::Overloaded));
         assert_eq!(Refusal::of_status(502), Some(Refusal::Internal));
         assert_eq!(Refusal::of_status(202), None);
+        assert_eq!(
+            Refusal::of_response(503, Some("storage_full")),
+            Some(Refusal::Storage)
+        );
+        assert_eq!(
+            Refusal::of_response(503, Some("storage_failed")),
+            Some(Refusal::Storage)
+        );
+        assert_eq!(
+            Refusal::of_response(503, Some("overloaded")),
+            Some(Refusal::Overloaded)
+        );
+        assert_eq!(Refusal::of_response(503, None), Some(Refusal::Overloaded));
     }
 }

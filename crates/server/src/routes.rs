@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Scope, Tokens};
 use crate::config::Limits;
 use crate::durable::{EvidenceSink, RejectLog};
-use crate::error::{ApiError, Flavor};
+use crate::error::{ApiError, ErrorCode, Flavor};
 use crate::ingest::{self, Decoded};
 use crate::metrics::{Gauges, Metrics, Refusal};
 use crate::worker::{DecideJob, FindingFilter, KeptFinding, Queues, View};
@@ -200,7 +200,8 @@ async fn guard(
         }
         Err(err) => err.with_flavor(flavor).into_response(),
     };
-    if let Some(why) = Refusal::of_status(response.status().as_u16()) {
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    if let Some(why) = Refusal::of_response(response.status().as_u16(), code) {
         app.metrics.refused(why);
     }
     response
@@ -627,10 +628,15 @@ async fn health(State(app): State<Shared>) -> Response {
             br#"{"status":"unavailable"}"#.to_vec(),
         )
     } else if app.metrics.store_stopped() {
-        json_response(
+        let mut response = json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             br#"{"status":"storage_failed"}"#.to_vec(),
-        )
+        );
+        // Counted with the store's refusals, not as load.
+        response
+            .extensions_mut()
+            .insert(ErrorCode("storage_failed"));
+        response
     } else {
         json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
     }

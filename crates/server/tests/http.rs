@@ -901,6 +901,21 @@ async fn a_store_out_of_space_answers_503_naming_it_and_health_says_so() {
     );
     // Both refused batches; the decided event's write may have failed by now too.
     assert!(metric(&series, "nhiwatch_store_batches_total{result=\"failed\"}") >= 2.0);
+    // Refused for the store (both batches and the health check), not for load.
+    assert_eq!(
+        metric(
+            &series,
+            "nhiwatch_requests_refused_total{reason=\"storage\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &series,
+            "nhiwatch_requests_refused_total{reason=\"overloaded\"}"
+        ),
+        0.0
+    );
     running.shutdown().await.unwrap();
 }
 
