@@ -26,8 +26,9 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use indexmap::IndexSet;
 use nhiwatch_model::{Decision, IdentityKind, Severity, Sym, Timestamp};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::hours::Hours;
 use crate::iam::{Effect, IamDecision, IamPolicies, RequestContext, StatementRef};
@@ -725,10 +726,8 @@ fn describe_tool(tool: &ToolRule) -> String {
 pub struct ProfileCache {
     /// (entry, action) to the index of its profile in `profiles`.
     index: FxHashMap<(EntryId, Sym), u32>,
-    /// The distinct profiles.
-    profiles: Vec<ActionProfile>,
-    /// Each distinct profile's index, to find an equal one.
-    distinct: FxHashMap<ActionProfile, u32>,
+    /// The distinct profiles, each once, in the order they were first computed.
+    profiles: IndexSet<ActionProfile, FxBuildHasher>,
 }
 
 impl ProfileCache {
@@ -746,23 +745,14 @@ impl ProfileCache {
         action: &str,
     ) -> &ActionProfile {
         let at = match self.index.get(&(id, sym)) {
-            Some(&at) => at,
+            Some(&at) => at as usize,
             None => {
-                let profile = entry.profile(action);
-                let at = match self.distinct.get(&profile) {
-                    Some(&at) => at,
-                    None => {
-                        let at = self.profiles.len() as u32;
-                        self.profiles.push(profile.clone());
-                        self.distinct.insert(profile, at);
-                        at
-                    }
-                };
-                self.index.insert((id, sym), at);
+                let (at, _) = self.profiles.insert_full(entry.profile(action));
+                self.index.insert((id, sym), at as u32);
                 at
             }
         };
-        &self.profiles[at as usize]
+        &self.profiles[at]
     }
 
     /// How many (entry, action) pairs are cached.
