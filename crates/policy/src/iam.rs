@@ -364,27 +364,26 @@ impl Statement {
     /// the statement names specific resources.
     fn admits_resource(&self, resource: Option<&Resource<'_>>) -> Option<bool> {
         let Some(resource) = resource else {
-            let all = !self.resource.negated
-                && self
-                    .resource
-                    .items
-                    .iter()
-                    .any(|p| matches!(p, ResourcePattern::Any));
-            return if all { Some(true) } else { None };
+            return self.any_resource().then_some(true);
         };
         let any = self.resource.items.iter().any(|p| p.matches(resource));
         Some(any != self.resource.negated)
     }
 
-    /// Whether the statement's verdict on an action it admits is the same for every request:
-    /// it applies to any resource and its conditions do not read the request.
-    fn request_free(&self) -> bool {
+    /// Whether the resource part admits every resource (`"Resource": "*"`).
+    fn any_resource(&self) -> bool {
         !self.resource.negated
             && self
                 .resource
                 .items
                 .iter()
                 .any(|p| matches!(p, ResourcePattern::Any))
+    }
+
+    /// Whether the statement's verdict on an action it admits is the same for every request:
+    /// it applies to any resource and its conditions do not read the request.
+    fn request_free(&self) -> bool {
+        self.any_resource()
             && self
                 .clauses
                 .iter()
