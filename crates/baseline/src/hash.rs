@@ -146,6 +146,26 @@ pub struct ResourceKeys {
     pub container: u64,
 }
 
+/// Byte classes of resource shapes: neither a letter nor a digit, a letter, a digit.
+const OTHER: u8 = 0;
+const LETTER: u8 = 1;
+const DIGIT: u8 = 2;
+/// The class of each byte (ASCII letters and digits only: other bytes separate tokens).
+const CLASS: [u8; 256] = {
+    let mut class = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        if byte.is_ascii_digit() {
+            class[b] = DIGIT;
+        } else if byte.is_ascii_alphabetic() {
+            class[b] = LETTER;
+        }
+        b += 1;
+    }
+    class
+};
+
 /// The keys of a resource, in one pass over its bytes.
 pub fn resource(text: &str) -> ResourceKeys {
     let bytes = text.as_bytes();
@@ -159,22 +179,24 @@ pub fn resource(text: &str) -> ResourceKeys {
     let mut segments = 0usize;
     let limited = &bytes[..bytes.len().min(SHAPE_BYTES)];
     let mut i = 0;
-    while i < limited.len() {
-        let byte = limited[i];
-        if byte.is_ascii_alphanumeric() {
-            let start = i;
-            let mut digit = false;
-            while i < limited.len() && limited[i].is_ascii_alphanumeric() {
-                digit |= limited[i].is_ascii_digit();
+    while let Some(&byte) = limited.get(i) {
+        if CLASS[usize::from(byte)] != OTHER {
+            // A token: copied as it is scanned, and replaced by `#` once it turns out variable.
+            let start = len;
+            let mut digits = 0u8;
+            while let Some(&byte) = limited.get(i) {
+                let class = CLASS[usize::from(byte)];
+                if class == OTHER {
+                    break;
+                }
+                digits |= class;
+                shaped[len] = byte;
+                len += 1;
                 i += 1;
             }
-            let token = &limited[start..i];
-            if digit || token.len() >= LONG_TOKEN {
-                shaped[len] = b'#';
-                len += 1;
-            } else {
-                shaped[len..len + token.len()].copy_from_slice(token);
-                len += token.len();
+            if digits & DIGIT != 0 || len - start >= LONG_TOKEN {
+                shaped[start] = b'#';
+                len = start + 1;
             }
             continue;
         }

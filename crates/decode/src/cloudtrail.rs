@@ -27,6 +27,7 @@
 //! string is needed, is rejected with the field named.
 
 mod json;
+mod memo;
 
 use std::borrow::Cow;
 
@@ -36,10 +37,14 @@ use serde_json::value::RawValue;
 use crate::aws;
 use crate::{parse_time, DecodeError, RecordDecoder};
 use json::{Field, Json, Shape};
+use memo::IdentityMemo;
 
-/// Decodes CloudTrail records. Holds no state between records.
+/// Decodes CloudTrail records. Its only state is a memo of the identities it resolved (see
+/// `memo`), which changes how fast a record decodes, never what it decodes to.
 #[derive(Debug, Default)]
-pub struct CloudTrailDecoder {}
+pub struct CloudTrailDecoder {
+    identities: IdentityMemo,
+}
 
 impl RecordDecoder for CloudTrailDecoder {
     fn decode<'a>(
@@ -47,23 +52,28 @@ impl RecordDecoder for CloudTrailDecoder {
         record: &'a str,
         emit: &mut dyn FnMut(Event<'a>),
     ) -> Result<(), DecodeError> {
-        emit(decode_record(record)?);
+        emit(decode(record, &mut self.identities)?);
         Ok(())
     }
 }
 
 /// Decodes one CloudTrail record into its normalised event.
 pub fn decode_record(record: &str) -> Result<Event<'_>, DecodeError> {
+    decode(record, &mut IdentityMemo::default())
+}
+
+fn decode<'a>(record: &'a str, identities: &mut IdentityMemo) -> Result<Event<'a>, DecodeError> {
     let record = record.trim_ascii();
     let mut parsed = Record::default();
-    parsed.read(record)?;
-    normalise(parsed, record, raw_value(record)?)
+    parsed.read(record, identities)?;
+    normalise(parsed, record, raw_value(record)?, identities)
 }
 
 fn normalise<'a>(
     rec: Record<'a>,
     record: &'a str,
     raw: &'a RawValue,
+    identities: &mut IdentityMemo,
 ) -> Result<Event<'a>, DecodeError> {
     let event_name = rec.event_name.nonempty("eventName")?.ok_or_else(|| {
         DecodeError::field(
@@ -95,14 +105,33 @@ fn normalise<'a>(
         user_agent: user_agent.as_deref(),
     };
     let account = rec.recipient_account.nonempty("recipientAccountId")?;
-    let (identity, partition, identity_account) = match rec.identity_shape {
-        Some(Shape::Object) => resolve_identity(rec.identity, &call)?,
-        None | Some(Shape::Null) => (Identity::new("unknown", IdentityKind::Unknown), "aws", None),
-        Some(Shape::Other(found)) => {
+    let resolved = match (rec.identity_shape, rec.recalled) {
+        (Some(Shape::Object), Some(recalled)) => recalled,
+        (Some(Shape::Object), None) => {
+            let resolved = resolve_identity(rec.identity)?;
+            identities.remember(rec.identity_text, &resolved);
+            resolved
+        }
+        (None | Some(Shape::Null), _) => Resolved {
+            identity: Identity::new("unknown", IdentityKind::Unknown),
+            partition: "aws",
+            account: None,
+            iam_user: false,
+        },
+        (Some(Shape::Other(found)), _) => {
             let reason = format!("expected an object, found {found}");
             return Err(DecodeError::field("userIdentity", reason));
         }
     };
+    let Resolved {
+        mut identity,
+        partition,
+        account: identity_account,
+        iam_user,
+    } = resolved;
+    if iam_user && console_session(&call) {
+        identity.kind = IdentityKind::User;
+    }
     let scope = Scope {
         partition,
         account: account.as_deref().or(identity_account.as_deref()),
@@ -211,13 +240,20 @@ struct Call<'c> {
     user_agent: Option<&'c str>,
 }
 
-/// The identity, the partition of its ARN (`aws`, `aws-cn`, ...), and its account.
-type Resolved<'a> = (Identity<'a>, &'static str, Option<Text<'a>>);
+/// What `userIdentity` says on its own.
+struct Resolved<'a> {
+    /// The identity; an IAM user's kind is [`IdentityKind::ApiKey`] until the call says
+    /// whether it came through the console (`iam_user`).
+    identity: Identity<'a>,
+    /// The partition of its ARN (`aws`, `aws-cn`, ...).
+    partition: &'static str,
+    /// Its account.
+    account: Option<Text<'a>>,
+    /// Whether it is an IAM user, whose kind depends on the call (see [`console_session`]).
+    iam_user: bool,
+}
 
-fn resolve_identity<'a>(
-    ui: UserIdentity<'a>,
-    console: &Call<'_>,
-) -> Result<Resolved<'a>, DecodeError> {
+fn resolve_identity(ui: UserIdentity<'_>) -> Result<Resolved<'_>, DecodeError> {
     let kind_name = ui.kind.nonempty("userIdentity.type")?;
     let arn = ui.arn.nonempty("userIdentity.arn")?;
     let principal = ui.principal_id.nonempty("userIdentity.principalId")?;
@@ -249,6 +285,7 @@ fn resolve_identity<'a>(
         });
 
     let mut session = None;
+    let mut iam_user = false;
     let (id, kind) = match kind_name {
         "AssumedRole" => {
             let (unique, principal_session) = split_principal(principal);
@@ -282,12 +319,8 @@ fn resolve_identity<'a>(
                 .or(user_name)
                 .or(principal)
                 .unwrap_or(Cow::Borrowed("unknown"));
-            let kind = if console_session(console) {
-                IdentityKind::User
-            } else {
-                IdentityKind::ApiKey
-            };
-            (id, kind)
+            iam_user = true;
+            (id, IdentityKind::ApiKey)
         }
         "Root" => {
             let id = arn
@@ -367,7 +400,12 @@ fn resolve_identity<'a>(
         session,
         credential,
     };
-    Ok((identity, partition, account))
+    Ok(Resolved {
+        identity,
+        partition,
+        account,
+        iam_user,
+    })
 }
 
 /// `arn:aws:sts::ACCT:assumed-role/NAME/SESSION` → `arn:aws:iam::ACCT:role/NAME`. The role's
@@ -678,8 +716,12 @@ struct Record<'a> {
     session_from_console: Field<'a>,
     /// What `userIdentity` was, when the record has one.
     identity_shape: Option<Shape>,
-    /// Its members, when it was an object.
+    /// Its members, when it was an object read here.
     identity: UserIdentity<'a>,
+    /// Its text, when it was an object read here.
+    identity_text: &'a str,
+    /// Its resolution, when it was an object the memo recalled instead.
+    recalled: Option<Resolved<'a>>,
     /// The text of `requestParameters`, read only when `resources` names nothing.
     request_parameters: Option<&'a str>,
     /// `responseElements.ConsoleLogin`.
@@ -691,9 +733,9 @@ struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// Reads `text` into this (empty) record.
-    fn read(&mut self, text: &'a str) -> Result<(), DecodeError> {
+    fn read(&mut self, text: &'a str, identities: &IdentityMemo) -> Result<(), DecodeError> {
         let mut json = Json::new(text);
-        match json.object(|json, key| self.member(json, key))? {
+        match json.object(|json, key| self.member(json, key, identities))? {
             Shape::Object => json.finish()?,
             Shape::Null => {
                 return Err(DecodeError::new(
@@ -710,7 +752,12 @@ impl<'a> Record<'a> {
     }
 
     /// Reads the value of `key`. Panther's lower-cased keys are read as aliases.
-    fn member(&mut self, json: &mut Json<'a>, key: &str) -> json::Result<()> {
+    fn member(
+        &mut self,
+        json: &mut Json<'a>,
+        key: &str,
+        identities: &IdentityMemo,
+    ) -> json::Result<()> {
         let slot = match key {
             "eventName" | "eventname" => &mut self.event_name,
             "eventSource" | "eventsource" => &mut self.event_source,
@@ -728,8 +775,18 @@ impl<'a> Record<'a> {
                 &mut self.session_from_console
             }
             "userIdentity" | "useridentity" => {
+                let rest = json.rest();
+                if let Some((len, resolved)) = identities.recall(rest) {
+                    json.step_over(len);
+                    self.identity_shape = Some(Shape::Object);
+                    self.recalled = Some(resolved);
+                    return Ok(());
+                }
+                let start = json.position();
                 let identity = &mut self.identity;
                 self.identity_shape = Some(json.object(|json, key| identity.member(json, key))?);
+                self.identity_text = json.since(start);
+                self.recalled = None;
                 return Ok(());
             }
             "requestParameters" | "requestparameters" => {
@@ -1338,6 +1395,98 @@ mod tests {
         fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
             let _ = decode_record(&text);
         }
+
+        /// A decoder that has just read a record decodes an edit of it (the edit may fall inside
+        /// the `userIdentity` it remembers, or just after it) exactly as a fresh one does.
+        #[test]
+        fn a_remembered_identity_never_changes_an_edited_record(
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 0u8..3), 1..4),
+        ) {
+            let original = by(SESSION);
+            let mut record = original.clone();
+            for (at, edit) in edits {
+                let mut i = at.index(record.len());
+                while !record.is_char_boundary(i) {
+                    i -= 1;
+                }
+                match edit {
+                    0 => {
+                        record.remove(i);
+                    }
+                    1 => record.insert(i, 'x'),
+                    _ => record.insert(i, ['"', '\\', '{', '}', ' ', ']', ':', ','][i % 8]),
+                }
+            }
+            let mut decoder = CloudTrailDecoder::default();
+            decoder.decode(&original, &mut |_| {}).expect("the original decodes");
+            let mut primed = None;
+            let outcome = decoder.decode(&record, &mut |event| primed = Some(event));
+            let fresh = decode_record(&record);
+            match (outcome, fresh) {
+                (Ok(()), Ok(fresh)) => {
+                    // A time read from the clock differs by when it was read.
+                    let primed = primed.map(|mut event| {
+                        if event.time_inferred {
+                            event.time = fresh.time;
+                        }
+                        event
+                    });
+                    proptest::prop_assert_eq!(
+                        serde_json::to_string(&primed).ok(),
+                        serde_json::to_string(&Some(fresh)).ok()
+                    )
+                }
+                (Err(primed), Err(fresh)) => {
+                    proptest::prop_assert_eq!(primed.to_string(), fresh.to_string())
+                }
+                (primed, fresh) => proptest::prop_assert!(
+                    false,
+                    "primed {:?}, fresh {:?}",
+                    primed.is_ok(),
+                    fresh.is_ok()
+                ),
+            }
+        }
+    }
+
+    /// An assumed-role session as CloudTrail writes it, long enough to be remembered.
+    const SESSION: &str = r#"{"type":"AssumedRole","principalId":"AROAEXAMPLE:build-42","arn":"arn:aws:sts::111122223333:assumed-role/deployer/build-42","accountId":"111122223333","accessKeyId":"ASIAEXAMPLE","sessionContext":{"sessionIssuer":{"type":"Role","arn":"arn:aws:iam::111122223333:role/ci/deployer","userName":"deployer"}}}"#;
+
+    #[test]
+    fn remembered_identities_decode_as_fresh_ones_and_borrow_from_their_record() {
+        // Each long enough to be remembered: a session with an issuer, one whose role ARN is
+        // composed (no issuer), one with an escaped name, and an IAM user whose kind depends
+        // on each call.
+        let user = r#"{"type":"IAMUser","principalId":"AIDAEXAMPLEEXAMPLE01","arn":"arn:aws:iam::111122223333:user/svc-backup","accountId":"111122223333","accessKeyId":"AKIAEXAMPLE","userName":"svc-backup"}"#;
+        let composed = r#"{"type":"AssumedRole","principalId":"AROAEXAMPLE:nightly","arn":"arn:aws:sts::111122223333:assumed-role/exporter/nightly","accountId":"111122223333","accessKeyId":"ASIAEXAMPLE2"}"#;
+        let escaped = r#"{"type":"AssumedRole","principalId":"AROAEXAMPLE:caf\u00e9","arn":"arn:aws:sts::111122223333:assumed-role/exporter/caf\u00e9","accountId":"111122223333","accessKeyId":"ASIAEXAMPLE3"}"#;
+        let console = by(user).replace(
+            r#""eventID":"e-1""#,
+            r#""eventID":"e-2","sessionCredentialFromConsole":"true""#,
+        );
+        let records = [by(SESSION), by(composed), by(escaped), by(user), console];
+        let mut decoder = CloudTrailDecoder::default();
+        for round in 0..3 {
+            for record in &records {
+                let mut events = Vec::new();
+                decoder
+                    .decode(record, &mut |event| events.push(event))
+                    .expect("decodes");
+                let fresh = decode(record);
+                assert_eq!(
+                    serde_json::to_string(&events[0]).ok(),
+                    serde_json::to_string(&fresh).ok(),
+                    "round {round}: {record}"
+                );
+                // A remembered id lends the current record's bytes, not the first one's.
+                if let Cow::Borrowed(id) = &events[0].identity.id {
+                    let offset = (id.as_ptr() as usize).wrapping_sub(record.as_ptr() as usize);
+                    assert!(offset < record.len(), "round {round}: {record}");
+                }
+            }
+        }
+        assert_eq!(decode(&records[3]).identity.kind, IdentityKind::ApiKey);
+        assert_eq!(decode(&records[4]).identity.kind, IdentityKind::User);
     }
 
     #[test]

@@ -280,10 +280,32 @@ impl<'a> Json<'a> {
 
     /// Reads any value and returns its text, for reading again later.
     pub(super) fn raw(&mut self) -> Result<&'a str> {
-        self.peek();
-        let start = self.pos;
+        let start = self.position();
         self.skip()?;
-        Ok(self.text.get(start..self.pos).unwrap_or_default())
+        Ok(self.since(start))
+    }
+
+    /// Where the next value starts.
+    pub(super) fn position(&mut self) -> usize {
+        self.peek();
+        self.pos
+    }
+
+    /// The text read since `start` (a [`Json::position`]).
+    pub(super) fn since(&self, start: usize) -> &'a str {
+        self.text.get(start..self.pos).unwrap_or_default()
+    }
+
+    /// The text from the next value to the end.
+    pub(super) fn rest(&mut self) -> &'a str {
+        self.peek();
+        self.text.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Steps over the next `len` bytes, which the caller knows to be one whole value: the same
+    /// bytes as a value this reader's grammar accepted before at the same depth.
+    pub(super) fn step_over(&mut self, len: usize) {
+        self.pos += len;
     }
 
     /// Reads any value without keeping it (validating it all the same).
