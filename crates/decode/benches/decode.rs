@@ -40,10 +40,16 @@ const TEMPLATES: [&str; 9] = [
 ];
 
 /// `LINES` records, one per line, cycling through the templates with fresh ids and times.
-fn cloudtrail_lines() -> Vec<u8> {
+/// With `distinct_sessions`, every record's `userIdentity` is one never seen before (its
+/// principal id names another session): the worst case for the decoder's identity memo, which
+/// otherwise recalls each template's identity.
+fn cloudtrail_lines(distinct_sessions: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(LINES * 1_400);
     for i in 0..LINES {
-        let template = TEMPLATES[i % TEMPLATES.len()];
+        let mut template = TEMPLATES[i % TEMPLATES.len()].to_owned();
+        if distinct_sessions {
+            template = template.replace(r#""principalId":""#, &format!(r#""principalId":"S{i}"#));
+        }
         let line = template
             .replace(
                 "@ID@",
@@ -66,7 +72,7 @@ fn cloudtrail_lines() -> Vec<u8> {
 }
 
 fn decode(c: &mut Criterion) {
-    let input = cloudtrail_lines();
+    let input = cloudtrail_lines(false);
     println!(
         "{LINES} CloudTrail lines, {} bytes, {} bytes per line on average",
         input.len(),
@@ -119,6 +125,23 @@ fn decode(c: &mut Criterion) {
                 });
             }
             events
+        })
+    });
+    // Every identity new: what the memo costs when it never helps.
+    let distinct = cloudtrail_lines(true);
+    group.bench_function("reader_jsonl_distinct_sessions", |b| {
+        b.iter(|| {
+            let mut reader = Reader::new(ReadOptions::default(), None);
+            let mut sinks = Sinks {
+                event: &mut |event| {
+                    black_box(&event);
+                },
+                reject: &mut |reject| {
+                    black_box(reject);
+                },
+            };
+            reader.read_bytes("bench", black_box(&distinct), &mut sinks);
+            reader.stats().events
         })
     });
     group.finish();

@@ -37,7 +37,7 @@ use serde_json::value::RawValue;
 use crate::aws;
 use crate::{parse_time, DecodeError, RecordDecoder};
 use json::{Field, Json, Shape};
-use memo::IdentityMemo;
+use memo::{IdentityMemo, Probe};
 
 /// Decodes CloudTrail records. Its only state is a memo of the identities it resolved (see
 /// `memo`), which changes how fast a record decodes, never what it decodes to.
@@ -109,7 +109,7 @@ fn normalise<'a>(
         (Some(Shape::Object), Some(recalled)) => recalled,
         (Some(Shape::Object), None) => {
             let resolved = resolve_identity(rec.identity)?;
-            identities.remember(rec.identity_text, &resolved);
+            identities.remember(rec.identity_text, rec.identity_probe, &resolved);
             resolved
         }
         (None | Some(Shape::Null), _) => Resolved {
@@ -241,6 +241,7 @@ struct Call<'c> {
 }
 
 /// What `userIdentity` says on its own.
+#[derive(Debug)]
 struct Resolved<'a> {
     /// The identity; an IAM user's kind is [`IdentityKind::ApiKey`] until the call says
     /// whether it came through the console (`iam_user`).
@@ -720,6 +721,8 @@ struct Record<'a> {
     identity: UserIdentity<'a>,
     /// Its text, when it was an object read here.
     identity_text: &'a str,
+    /// Where the memo would remember it.
+    identity_probe: Probe,
     /// Its resolution, when it was an object the memo recalled instead.
     recalled: Option<Resolved<'a>>,
     /// The text of `requestParameters`, read only when `resources` names nothing.
@@ -776,11 +779,14 @@ impl<'a> Record<'a> {
             }
             "userIdentity" | "useridentity" => {
                 let rest = json.rest();
-                if let Some((len, resolved)) = identities.recall(rest) {
-                    json.step_over(len);
-                    self.identity_shape = Some(Shape::Object);
-                    self.recalled = Some(resolved);
-                    return Ok(());
+                match identities.recall(rest) {
+                    Ok((len, resolved)) => {
+                        json.step_over(len);
+                        self.identity_shape = Some(Shape::Object);
+                        self.recalled = Some(resolved);
+                        return Ok(());
+                    }
+                    Err(probe) => self.identity_probe = probe,
                 }
                 let start = json.position();
                 let identity = &mut self.identity;
@@ -1418,7 +1424,10 @@ mod tests {
                 }
             }
             let mut decoder = CloudTrailDecoder::default();
-            decoder.decode(&original, &mut |_| {}).expect("the original decodes");
+            // Twice: an object is remembered when it is seen again.
+            for _ in 0..2 {
+                decoder.decode(&original, &mut |_| {}).expect("the original decodes");
+            }
             let mut primed = None;
             let outcome = decoder.decode(&record, &mut |event| primed = Some(event));
             let fresh = decode_record(&record);

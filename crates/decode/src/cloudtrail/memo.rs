@@ -18,7 +18,7 @@ use nhiwatch_model::{Identity, IdentityKind, Text};
 use super::Resolved;
 
 /// Remembered objects. Direct-mapped: a record's object goes to the slot its first bytes
-/// choose, and a different object choosing the same slot replaces it.
+/// choose.
 const SLOTS: usize = 128;
 /// How many of an object's first bytes choose its slot. They hold its type and principal id
 /// (`{"type":"AssumedRole","principalId":"AROA…:session",…`), which tell sessions apart.
@@ -28,21 +28,33 @@ const PREFIX: usize = 128;
 /// The memo of one decoder.
 #[derive(Default)]
 pub(super) struct IdentityMemo {
-    /// Empty until the first object is remembered, then [`SLOTS`] long.
-    slots: Vec<Option<Remembered>>,
+    /// Empty until the first object is read, then [`SLOTS`] long.
+    slots: Vec<Slot>,
 }
 
 impl std::fmt::Debug for IdentityMemo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let remembered = self.slots.iter().filter(|s| s.remembered.is_some()).count();
         f.debug_struct("IdentityMemo")
-            .field("remembered", &self.slots.iter().flatten().count())
+            .field("remembered", &remembered)
             .finish()
     }
 }
 
+/// One slot. An object is copied in only when its first bytes come to the slot a second time
+/// in a row (the `seen` fingerprint): objects that never recur (every call a new session)
+/// cost a hash and a compare, not a copy, and do not push out one that recurs.
+#[derive(Default)]
+struct Slot {
+    /// The full hash of the first bytes of the object last read for this slot.
+    seen: u64,
+    remembered: Option<Remembered>,
+}
+
 /// One object and what it resolved to.
 struct Remembered {
-    text: Box<str>,
+    /// Reused for the next object the slot holds.
+    text: String,
     resolved: Kept,
 }
 
@@ -88,14 +100,32 @@ impl KeptText {
     }
 }
 
+/// Where an object not recalled would be remembered: what [`IdentityMemo::recall`] found, for
+/// [`IdentityMemo::remember`] to use without hashing again.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Probe {
+    /// The slot and the full hash of the object's first bytes; `None` for a short object.
+    place: Option<(usize, u64)>,
+}
+
 impl IdentityMemo {
     /// When `rest` starts with an object remembered: its length and its resolution, with texts
-    /// borrowed from `rest`.
+    /// borrowed from `rest`; otherwise where the object would be remembered.
     #[inline]
-    pub(super) fn recall<'a>(&self, rest: &'a str) -> Option<(usize, Resolved<'a>)> {
-        let remembered = self.slots.get(slot_of(rest)?)?.as_ref()?;
+    pub(super) fn recall<'a>(&self, rest: &'a str) -> Result<(usize, Resolved<'a>), Probe> {
+        let place = slot_of(rest);
+        let miss = Probe { place };
+        let (slot, _) = place.ok_or(miss)?;
+        let remembered = self
+            .slots
+            .get(slot)
+            .and_then(|slot| slot.remembered.as_ref())
+            .ok_or(miss)?;
         let len = remembered.text.len();
-        let object = rest.get(..len).filter(|o| *o == &*remembered.text)?;
+        let object = rest
+            .get(..len)
+            .filter(|o| *o == remembered.text)
+            .ok_or(miss)?;
         let kept = &remembered.resolved;
         let resolved = Resolved {
             identity: Identity {
@@ -108,17 +138,24 @@ impl IdentityMemo {
             account: kept.account.as_ref().map(|t| t.lend(object)),
             iam_user: kept.iam_user,
         };
-        Some((len, resolved))
+        Ok((len, resolved))
     }
 
-    /// Remembers that the object `text` (a whole `userIdentity` object, read and validated at a
-    /// record's top level) resolved to `resolved`.
-    pub(super) fn remember(&mut self, text: &str, resolved: &Resolved<'_>) {
-        let Some(slot) = slot_of(text) else {
+    /// Notes that the object `text` (a whole `userIdentity` object, read and validated at a
+    /// record's top level, that [`IdentityMemo::recall`] probed) resolved to `resolved`,
+    /// remembering it when its slot saw its first bytes last time too.
+    pub(super) fn remember(&mut self, text: &str, probe: Probe, resolved: &Resolved<'_>) {
+        let Some((slot, hash)) = probe.place else {
             return;
         };
         if self.slots.is_empty() {
-            self.slots.resize_with(SLOTS, || None);
+            self.slots.resize_with(SLOTS, Slot::default);
+        }
+        let Some(slot) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if std::mem::replace(&mut slot.seen, hash) != hash {
+            return;
         }
         let identity = &resolved.identity;
         let keep = |t: &Text<'_>| KeptText::keep(t, text);
@@ -131,26 +168,41 @@ impl IdentityMemo {
             account: resolved.account.as_ref().map(keep),
             iam_user: resolved.iam_user,
         };
-        if let Some(entry) = self.slots.get_mut(slot) {
-            *entry = Some(Remembered {
-                text: text.into(),
-                resolved: kept,
-            });
+        match &mut slot.remembered {
+            Some(entry) => {
+                entry.text.clear();
+                entry.text.push_str(text);
+                entry.resolved = kept;
+            }
+            empty => {
+                *empty = Some(Remembered {
+                    text: text.to_owned(),
+                    resolved: kept,
+                })
+            }
         }
     }
 }
 
-/// The slot chosen by the first [`PREFIX`] bytes of `text`, `None` when it is shorter.
+/// The slot chosen by the first [`PREFIX`] bytes of `text`, and their full hash; `None` when
+/// `text` is shorter. Four words are mixed at a time, in independent lanes, so that the
+/// multiplies overlap.
 #[inline]
-fn slot_of(text: &str) -> Option<usize> {
+fn slot_of(text: &str) -> Option<(usize, u64)> {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
     let prefix = text.as_bytes().first_chunk::<PREFIX>()?;
-    let mut hash = 0u64;
-    for word in prefix.chunks_exact(8) {
-        let word = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
-        hash = (hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    let mut lanes = [0u64; 4];
+    for words in prefix.chunks_exact(32) {
+        for (lane, word) in lanes.iter_mut().zip(words.chunks_exact(8)) {
+            let word = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
+            *lane = (lane.rotate_left(5) ^ word).wrapping_mul(K);
+        }
     }
+    let hash = lanes.into_iter().fold(0u64, |hash, lane| {
+        (hash.rotate_left(5) ^ lane).wrapping_mul(K)
+    });
     // The multiply leaves its best-mixed bits at the top.
-    Some((hash >> (64 - SLOTS.trailing_zeros())) as usize)
+    Some(((hash >> (64 - SLOTS.trailing_zeros())) as usize, hash))
 }
 
 #[cfg(test)]
@@ -179,8 +231,12 @@ mod tests {
     #[test]
     fn only_the_same_bytes_are_recalled() {
         let mut memo = IdentityMemo::default();
-        assert!(memo.recall(OBJECT).is_none(), "nothing remembered yet");
-        memo.remember(OBJECT, &resolved(OBJECT));
+        let probe = memo.recall(OBJECT).expect_err("nothing remembered yet");
+        memo.remember(OBJECT, probe, &resolved(OBJECT));
+        let probe = memo
+            .recall(OBJECT)
+            .expect_err("remembered on the second sighting");
+        memo.remember(OBJECT, probe, &resolved(OBJECT));
 
         let record = format!("{OBJECT},\"eventTime\":\"2024-05-01T08:00:00Z\"}}");
         let (len, recalled) = memo.recall(&record).expect("the same object");
@@ -199,16 +255,18 @@ mod tests {
         // One byte different, anywhere (within the first bytes or after them), or cut short.
         let other_session = OBJECT.replace("build-42", "build-43");
         let other_issuer = OBJECT.replace("role/deployer\"", "role/deployes\"");
-        assert!(memo.recall(&other_session).is_none());
-        assert!(memo.recall(&other_issuer).is_none());
-        assert!(memo.recall(&OBJECT[..OBJECT.len() - 1]).is_none());
+        assert!(memo.recall(&other_session).is_err());
+        assert!(memo.recall(&other_issuer).is_err());
+        assert!(memo.recall(&OBJECT[..OBJECT.len() - 1]).is_err());
     }
 
     #[test]
     fn short_objects_are_not_remembered() {
         let short = r#"{"type":"AWSService","invokedBy":"ec2.amazonaws.com"}"#;
         let mut memo = IdentityMemo::default();
-        memo.remember(short, &resolved(OBJECT));
-        assert!(memo.recall(short).is_none());
+        for _ in 0..3 {
+            let probe = memo.recall(short).expect_err("a short object is read");
+            memo.remember(short, probe, &resolved(OBJECT));
+        }
     }
 }
