@@ -59,6 +59,8 @@ pub(crate) trait EventExt {
     fn on(self, resource: &str) -> Self;
     /// Marks it denied by the provider with this error code.
     fn denied(self, code: &str) -> Self;
+    /// Marks it failed for another reason, with this error code.
+    fn failed(self, code: &str) -> Self;
     /// Sets the session.
     fn session(self, session: &str) -> Self;
     /// Sets the source.
@@ -73,6 +75,12 @@ impl EventExt for Event<'static> {
 
     fn denied(mut self, code: &str) -> Self {
         self.outcome = Outcome::Denied;
+        self.error = Some(Cow::Owned(code.to_owned()));
+        self
+    }
+
+    fn failed(mut self, code: &str) -> Self {
+        self.outcome = Outcome::Error;
         self.error = Some(Cow::Owned(code.to_owned()));
         self
     }

@@ -305,6 +305,48 @@ fn workflow_runs_in_sessions_conform_and_deviations_are_explained() {
 }
 
 #[test]
+fn failed_calls_are_judged_but_do_not_move_the_run() {
+    let step = |id: &str, minute: i64, action: &str| {
+        event(id, minute, CI, action)
+            .session("build-9")
+            .on("arn:aws:ecs:eu-west-1:1:service/prod/web")
+    };
+    // The deploy call is throttled before the image push has finished, then retried: the
+    // throttled call did not happen, so the push is still in order.
+    let retried = [
+        step("f1", 0, "sts:GetCallerIdentity"),
+        step("f2", 1, "ecr:GetAuthorizationToken"),
+        step("f3", 2, "ecr:BatchCheckLayerAvailability"),
+        step("f4", 3, "ecs:UpdateService").failed("ThrottlingException"),
+        step("f5", 4, "ecr:PutImage"),
+        step("f6", 5, "ecs:UpdateService"),
+        step("f7", 6, "ecs:DescribeServices"),
+    ];
+    let findings = run(Some(DEPLOYER), EngineConfig::default(), &retried);
+    assert!(
+        of_kind(&findings, FindingKind::WorkflowDeviation).is_empty(),
+        "{findings:#?}"
+    );
+
+    // A failed step that is itself out of order is still a deviation, and the steps after it
+    // are judged from where the run really was.
+    let mut jumped = retried.to_vec();
+    jumped[3] = step("f4", 3, "ecs:DescribeServices").denied("AccessDenied");
+    let findings = run(Some(DEPLOYER), EngineConfig::default(), &jumped);
+    let deviation = of_kind(&findings, FindingKind::WorkflowDeviation);
+    assert_eq!(deviation.len(), 1, "{findings:#?}");
+    assert_eq!(ids(deviation[0]), ["f4"]);
+
+    // The same push after a deploy call that did happen is out of order.
+    let mut done = retried.to_vec();
+    done[3] = step("f4", 3, "ecs:UpdateService");
+    let findings = run(Some(DEPLOYER), EngineConfig::default(), &done);
+    let deviation = of_kind(&findings, FindingKind::WorkflowDeviation);
+    assert_eq!(deviation.len(), 1, "{findings:#?}");
+    assert_eq!(ids(deviation[0])[0], "f5");
+}
+
+#[test]
 fn workflow_restart_midway_and_window_expiry() {
     let events = [
         event("r1", 0, CI, "sts:GetCallerIdentity"),

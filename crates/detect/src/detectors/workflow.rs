@@ -2,7 +2,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use nhiwatch_model::{ActionClass, FindingKind, Severity, Sym, Timestamp};
+use nhiwatch_model::{ActionClass, FindingKind, Outcome, Severity, Sym, Timestamp};
 use nhiwatch_policy::{Move, Workflow};
 use rustc_hash::FxHasher;
 use serde_json::json;
@@ -122,25 +122,37 @@ impl EpisodeRules for WorkflowRules {
             cursor.previous = None;
         }
         let was_idle = cursor.state == 0;
-        let step = workflow.advance(&mut cursor.state, profile.workflow);
-        let previous = cursor.previous.replace(obs.action);
+        let mut state = cursor.state;
+        let step = workflow.advance(&mut state, profile.workflow);
+        // A call that failed (refused, throttled, invalid) did not happen: it is judged like any
+        // other, but the run stays where it was, so the step it was retried for, or the one
+        // after, is not taken for out of order.
+        let took_effect = obs.event.outcome == Outcome::Success;
+        let previous = if took_effect {
+            cursor.state = state;
+            cursor.previous.replace(obs.action)
+        } else {
+            cursor.previous
+        };
         cursor.last = cursor.last.max(time);
         let (key, expected) = match step {
             Move::Advance { new_run } => {
-                if new_run {
+                if new_run && took_effect {
                     cursor.run_start = time;
                 }
                 return;
             }
             Move::Foreign => (FOREIGN, None),
             Move::OutOfOrder { expected } => {
-                if was_idle {
+                if was_idle && took_effect {
                     cursor.run_start = time;
                 }
                 (OUT_OF_ORDER, Some(expected))
             }
             Move::Restart { expected } => {
-                cursor.run_start = time;
+                if took_effect {
+                    cursor.run_start = time;
+                }
                 (RESTART, Some(expected))
             }
         };
