@@ -7,17 +7,20 @@
 //! - recall = detected incidents / incidents (per scenario and overall);
 //! - precision = findings that touch an incident / all findings;
 //! - false findings per 10,000 benign events = false findings × 10,000 / benign events;
-//! - detection delay of a detected incident, over the findings that touch it: in events, the
-//!   smallest 1-based position (within the incident's ordered malicious events) of the latest
-//!   malicious event a finding's evidence holds, i.e. how many malicious events had happened
-//!   when the finding could first be raised; in seconds, from the incident's first malicious
-//!   event to the earliest such finding's time (never negative).
+//! - detection delay of a detected incident, over the findings that touch it: in events, how
+//!   many of the incident's malicious events (in their order) had happened when the engine first
+//!   flagged one of them. The lenses' findings hold only events that were each flagged as they
+//!   arrived (an inline `decide` answers on that event), so that is the 1-based position of the
+//!   earliest malicious event in the evidence; a `rule` finding may hold the events a
+//!   correlation counted before it fired, so for it the latest is taken. In seconds, from the
+//!   incident's first malicious event to the time of the finding that gave the events figure
+//!   (its last evidence event: when a batch run reports it), never negative.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::path::Path;
 
-use nhiwatch_model::{Finding, Severity, Timestamp};
+use nhiwatch_model::{Finding, FindingKind, Severity, Timestamp};
 use serde::Serialize;
 
 use crate::attack::Label;
@@ -54,9 +57,10 @@ pub struct ScenarioReport {
     pub detected: u64,
     /// detected / incidents.
     pub recall: f64,
-    /// Median delay over detected incidents, in malicious events.
+    /// Median delay over detected incidents, in malicious events: how many had happened when
+    /// one was first flagged.
     pub median_delay_events: Option<f64>,
-    /// Median delay over detected incidents, in seconds.
+    /// Median delay over detected incidents, in seconds, until the finding was reported.
     pub median_delay_seconds: Option<f64>,
     /// Worst delay in events.
     pub max_delay_events: Option<u64>,
@@ -87,7 +91,7 @@ pub struct Report {
     pub benign_events: u64,
     /// False findings per 10,000 benign events.
     pub false_per_10k_benign: f64,
-    /// Incidents whose first detection came more than 5 malicious events in.
+    /// Incidents first flagged more than 5 malicious events in.
     pub late_detections: u64,
 }
 
@@ -142,12 +146,17 @@ pub fn evaluate(labels: &[Label], findings: &[Finding], benign_events: u64) -> R
         ..Report::default()
     };
     for finding in findings {
+        let each_flagged = finding.kind != FindingKind::Rule;
         let mut touched: BTreeMap<usize, usize> = BTreeMap::new();
         for id in &finding.evidence.event_ids {
             if let Some(&(incident, pos)) = position.get(id.as_str()) {
                 if labels[incident].identity == finding.identity {
-                    let latest = touched.entry(incident).or_default();
-                    *latest = (*latest).max(pos);
+                    let flagged_at = touched.entry(incident).or_insert(pos);
+                    *flagged_at = if each_flagged {
+                        (*flagged_at).min(pos)
+                    } else {
+                        (*flagged_at).max(pos)
+                    };
                 }
             }
         }
@@ -235,7 +244,7 @@ impl Report {
     pub fn to_table(&self) -> String {
         let mut out = format!(
             "{:<36} {:>9} {:>8} {:>7} {:>14} {:>14}\n",
-            "scenario", "incidents", "detected", "recall", "delay events", "delay seconds"
+            "scenario", "incidents", "detected", "recall", "flagged at", "reported (s)"
         );
         for (name, s) in &self.scenarios {
             let events = s
@@ -349,5 +358,28 @@ mod tests {
         assert_eq!(s1.median_delay_seconds, Some(60.0));
         assert_eq!(report.scenarios["S2"].recall, 0.0);
         assert_eq!(report.late_detections, 0);
+    }
+
+    #[test]
+    fn lens_findings_count_from_their_first_flagged_event() {
+        let labels = [label(
+            0,
+            "S1",
+            "a",
+            &["e1", "e2", "e3", "e4", "e5", "e6", "e7"],
+        )];
+        // An episode opened at the incident's 2nd event and reported at its 7th.
+        let ids = ["e2", "e5", "e7"];
+        let mut episode = finding("a", &ids, "2026-03-10T10:07:00Z", Severity::High);
+        episode.kind = FindingKind::OutOfScope;
+        let report = evaluate(&labels, &[episode], 1_000);
+        let s1 = &report.scenarios["S1"];
+        assert_eq!(s1.max_delay_events, Some(2), "flagged at the 2nd event");
+        assert_eq!(s1.median_delay_seconds, Some(420.0), "reported at 10:07");
+        // A rule finding may hold what a correlation counted before it fired.
+        let rule = finding("a", &ids, "2026-03-10T10:07:00Z", Severity::High);
+        let report = evaluate(&labels, &[rule], 1_000);
+        assert_eq!(report.scenarios["S1"].max_delay_events, Some(7));
+        assert_eq!(report.late_detections, 1);
     }
 }
