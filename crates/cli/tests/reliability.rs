@@ -372,8 +372,8 @@ fn verify(data: &Path) {
 }
 
 /// Kinds judged from one event and the policy alone, so that they do not depend on how the
-/// stream was cut by restarts (the usual lens learns, and its state starts again empty after
-/// a kill).
+/// stream was cut by restarts (the usual lens learns, and after a kill it starts again from its
+/// last periodic snapshot, or empty).
 const JUDGED: [FindingKind; 5] = [
     FindingKind::OutOfScope,
     FindingKind::DeniedAttempts,

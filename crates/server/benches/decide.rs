@@ -164,7 +164,13 @@ fn owned_events(text: &str) -> Vec<Event<'static>> {
 }
 
 fn in_process(policy: &Arc<Policy>) {
-    let mut engine = Engine::new(Some(Arc::clone(policy)), EngineConfig::default());
+    // The engine `nhiwatch serve` runs: every lens, learning, the per-identity risk scorer.
+    let mut engine = Engine::with_baseline(
+        Some(Arc::clone(policy)),
+        EngineConfig::default(),
+        nhiwatch_baseline::Baseline::new(),
+        nhiwatch_detect::detectors::UsualConfig::default(),
+    );
     let history: String = (0..100_000)
         .map(|i| event_line(i, i / 1000) + "\n")
         .collect();

@@ -5,6 +5,8 @@
 //! bind: 127.0.0.1:7410            # the default: loopback only
 //! policy: policy.yaml             # entitlements, workflows, hours (relative to this file)
 //! data: /var/lib/nhiwatch         # the evidence store; ingest is acknowledged once durable here
+//! baseline: learned.bin           # profiles the usual lens starts from (`nhiwatch learn`)
+//! snapshot_every: 5m              # how often learned profiles are saved to data/baseline.bin
 //! window: 30m                     # events of one identity this far apart form one finding
 //! tls: {cert: server.crt, key: server.key}
 //! tokens:
@@ -64,6 +66,13 @@ pub struct Config {
     /// The evidence store's folder; without it nothing is durable and ingest is acknowledged
     /// once queued.
     pub data: Option<PathBuf>,
+    /// A baseline file (`nhiwatch learn`, `nhiwatch detect --save-baseline`) the usual lens
+    /// starts from; how it combines with the snapshot in the data folder is
+    /// [`crate::profiles::starting_baseline`]'s rule.
+    pub baseline: Option<PathBuf>,
+    /// How often the usual lens's learned profiles are written to the data folder
+    /// ([`crate::profiles::SNAPSHOT_FILE`]), besides once at shutdown.
+    pub snapshot_every: Duration,
     /// Events of one identity at most this far apart (nanoseconds) form one finding.
     pub window: i64,
     /// API tokens.
@@ -83,6 +92,8 @@ impl Default for Config {
             tls: None,
             policy: None,
             data: None,
+            baseline: None,
+            snapshot_every: crate::profiles::DEFAULT_SNAPSHOT_EVERY,
             window: 30 * 60 * 1_000_000_000,
             tokens: Vec::new(),
             no_auth: false,
@@ -292,6 +303,8 @@ struct FileConfig {
     tls: Option<TlsFiles>,
     policy: Option<PathBuf>,
     data: Option<PathBuf>,
+    baseline: Option<PathBuf>,
+    snapshot_every: Option<String>,
     window: Option<String>,
     #[serde(default)]
     tokens: Vec<FileToken>,
@@ -355,6 +368,11 @@ impl Config {
         });
         config.policy = file.policy.map(rebase);
         config.data = file.data.map(rebase);
+        config.baseline = file.baseline.map(rebase);
+        if let Some(every) = file.snapshot_every {
+            config.snapshot_every = parse_interval(&every)
+                .map_err(|m| ConfigError::invalid(place("snapshot_every"), m))?;
+        }
         if let Some(window) = file.window {
             config.window = nhiwatch_policy::parse_duration(&window)
                 .map_err(|m| ConfigError::invalid(place("window"), m))?;
@@ -472,6 +490,16 @@ pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("`{text}` is not an address; write e.g. 127.0.0.1:7410 or [::1]:7410"))
 }
 
+/// Parses how often something recurs: a duration above zero such as `500ms`, `30s` or `5m`.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        every if every.is_zero() => Err(format!(
+            "`{text}` is not an interval: give more than zero, e.g. 30s or 5m"
+        )),
+        every => Ok(every),
+    }
+}
+
 /// Parses a duration such as `500ms`, `2s` or `1m`.
 fn duration(text: &str) -> Result<Duration, String> {
     if let Some(ms) = text.trim().strip_suffix("ms") {
@@ -575,6 +603,8 @@ bind: 0.0.0.0:9000
 policy: policy.yaml
 data: data
 window: 10m
+baseline: learned.bin
+snapshot_every: 90s
 tls: {cert: c.pem, key: k.pem}
 tokens:
   - {name: collector, token: "0123456789abcdef-x", scopes: [ingest], rate: 5}
@@ -593,6 +623,11 @@ alerts:
             Some(Path::new("/etc/nhiwatch/policy.yaml"))
         );
         assert_eq!(config.window, 10 * 60 * 1_000_000_000);
+        assert_eq!(
+            config.baseline.as_deref(),
+            Some(Path::new("/etc/nhiwatch/learned.bin"))
+        );
+        assert_eq!(config.snapshot_every, Duration::from_secs(90));
         assert_eq!(config.tokens.len(), 2);
         assert_eq!(config.tokens[0].scopes, [Scope::Ingest]);
         assert_eq!(config.tokens[1].name, "token-2");
@@ -620,6 +655,8 @@ alerts:
         assert!(err("bind: nowhere").contains("bind"));
         assert!(err("limits: {ingest_queue: 0}").contains("ingest_queue"));
         assert!(err("colour: blue").contains("colour"));
+        assert!(err("snapshot_every: 0s").contains("snapshot_every"));
+        assert!(err("snapshot_every: often").contains("snapshot_every"));
         assert!(err("alerts: {webhooks: [{url: ftp://x}]}").contains("webhooks[0].url"));
     }
 

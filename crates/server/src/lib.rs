@@ -10,7 +10,7 @@
 //! | `POST /v1/decide` | decide | one proposed action → `{decision, risk, reasons, finding_ids}`, judged by every lens before it runs, and recorded |
 //! | `GET /v1/identities`, `/v1/identities/{id}` | read | identity summaries (latest risk, counts) and an identity's findings |
 //! | `GET /v1/findings` | read | recent findings, filtered by identity, kind, severity, time |
-//! | `GET /metrics` | read | Prometheus text: events in, rejects, refusals, findings by kind, decisions, decision latency, queue depth |
+//! | `GET /metrics` | read | Prometheus text: events in, rejects, refusals, findings by kind, decisions, decision latency, queue depth, snapshots of the learned baseline |
 //! | `GET /healthz`, `GET /v1/openapi` | none | liveness; the OpenAPI description (`openapi.yaml`) |
 //!
 //! ## Shape
@@ -32,8 +32,11 @@
 //! `GET /healthz` answers 503 `storage_failed`, and a restart once there is space recovers the
 //! store's last commit and goes on.
 //! On SIGTERM or Ctrl-C the server stops accepting, finishes the requests in flight, lets the
-//! engine drain its queues and close every open episode, writes what it emitted, and gives
-//! alert delivery a grace period.
+//! engine drain its queues and close every open episode, writes what it emitted and (with
+//! `--data`) the profiles it learned, and gives alert delivery a grace period.
+//!
+//! The usual lens starts from `--baseline` and from the profiles it learned before, which it
+//! keeps in the data folder ([`profiles`]: periodic, atomic snapshots, read back at start).
 
 #![warn(missing_docs)]
 
@@ -45,6 +48,7 @@ pub mod durable;
 mod error;
 mod ingest;
 pub mod metrics;
+pub mod profiles;
 mod routes;
 mod tls;
 mod ui;
@@ -56,6 +60,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use nhiwatch_baseline::Baseline;
+use nhiwatch_detect::detectors::UsualConfig;
 use nhiwatch_detect::{Engine, EngineConfig, EngineStats};
 use nhiwatch_policy::Policy;
 use tokio::net::TcpListener;
@@ -69,6 +75,7 @@ use crate::alerts::Alerts;
 use crate::auth::Tokens;
 use crate::durable::{EvidenceSink, RejectLog, Writer};
 use crate::metrics::Metrics;
+use crate::profiles::Snapshots;
 use crate::routes::App;
 
 /// How long alert delivery may go on after the engine has stopped.
@@ -86,6 +93,10 @@ pub enum ServerError {
     /// The policy file could not be loaded.
     #[error("{0}")]
     Policy(String),
+    /// The baseline file, or the snapshot of learned profiles in the data folder, could not be
+    /// read.
+    #[error("{0}")]
+    Baseline(String),
     /// The evidence store could not be opened.
     #[error("cannot open the evidence store: {0}")]
     Store(String),
@@ -150,6 +161,8 @@ impl Server {
 
     /// Builds the engine with `factory` (called once, on the engine's thread) instead of the
     /// standard detectors over the configured policy: the way to add detectors or a scorer.
+    /// Such an engine starts as the factory makes it: the configured `baseline` is refused,
+    /// and learned profiles are neither read from nor written to the data folder.
     pub fn with_engine(mut self, factory: EngineFactory) -> Self {
         self.engine = Some(factory);
         self
@@ -173,9 +186,16 @@ impl Server {
         config.validate()?;
         install_crypto_provider();
         let metrics = Arc::new(Metrics::default());
-        let factory = match engine {
-            Some(factory) => factory,
-            None => default_engine(&config)?,
+        if engine.is_some() && config.baseline.is_some() {
+            return Err(ServerError::Config(ConfigError::Invalid {
+                place: "baseline".into(),
+                message: "a server given its own engine starts it as built; load the baseline into that engine".into(),
+            }));
+        }
+        // The standard engine's policy, read first: a mistake in it is the likeliest.
+        let policy = match engine {
+            Some(_) => None,
+            None => load_policy(&config)?,
         };
         let tls = config
             .tls
@@ -191,6 +211,21 @@ impl Server {
                 (Some(Arc::clone(&store) as _), Some(rejects), Some(store))
             }
             (None, None) => (None, None, None),
+        };
+        // Read once the store is open: the data folder is this server's (the store is locked).
+        let (factory, snapshots) = match engine {
+            Some(factory) => (factory, None),
+            None => {
+                let baseline = starting_baseline(&config, &metrics).await?;
+                let snapshots = config.data.as_deref().map(|dir| {
+                    Snapshots::new(
+                        profiles::snapshot_path(dir),
+                        config.snapshot_every,
+                        Arc::clone(&metrics),
+                    )
+                });
+                (default_engine(&config, policy, baseline), snapshots)
+            }
         };
         let ui = match store.filter(|_| ui) {
             Some(store) => Some(ui::router(&config, store)?),
@@ -222,6 +257,7 @@ impl Server {
                 alerts: alert_sender,
                 writer: writer.as_ref().map(Writer::sender),
             },
+            snapshots,
             config.limits.ingest_queue,
             config.limits.decide_queue,
         )
@@ -278,21 +314,67 @@ impl Server {
     }
 }
 
-/// The standard engine over the configured policy.
-fn default_engine(config: &Config) -> Result<EngineFactory, ServerError> {
-    let policy = config
-        .policy
-        .as_deref()
-        .map(|path| Policy::load(path).map_err(|e| ServerError::Policy(e.to_string())))
-        .transpose()?
-        .map(Arc::new);
+/// The profiles the usual lens starts from ([`profiles::starting_baseline`]), read off the
+/// runtime's threads; says on standard error where they came from, and warns of a snapshot
+/// set aside.
+async fn starting_baseline(config: &Config, metrics: &Metrics) -> Result<Baseline, ServerError> {
+    let (given, data) = (config.baseline.clone(), config.data.clone());
+    let start = tokio::task::spawn_blocking(move || {
+        let start = profiles::starting_baseline(given.as_deref(), data.as_deref());
+        start.map(|start| {
+            let line = start.describe(given.as_deref(), data.as_deref());
+            (start, line)
+        })
+    })
+    .await
+    .map_err(|e| ServerError::Io(e.to_string()))?;
+    let (start, line) = start?;
+    if let Some(aside) = &start.set_aside {
+        eprintln!("nhiwatch: WARNING: {aside}");
+        metrics.snapshot_set_aside();
+    }
+    if let Some(line) = line {
+        eprintln!("nhiwatch: {line}");
+    }
+    Ok(start.baseline)
+}
+
+/// The standard engine over the configured policy: every lens, the usual lens starting from
+/// `baseline` and learning as it goes, and the per-identity risk scorer (as `nhiwatch detect`).
+fn default_engine(
+    config: &Config,
+    policy: Option<Arc<Policy>>,
+    baseline: Baseline,
+) -> EngineFactory {
     let engine_config = EngineConfig {
         episode_gap: config.window,
         ..EngineConfig::default()
     };
-    Ok(Arc::new(move || {
-        Engine::new(policy.clone(), engine_config.clone())
-    }))
+    // The factory is called once; the baseline moves into that engine, no copy stays here.
+    let baseline = std::sync::Mutex::new(Some(baseline));
+    Arc::new(move || {
+        let baseline = baseline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
+        Engine::with_baseline(
+            policy.clone(),
+            engine_config.clone(),
+            baseline,
+            UsualConfig::default(),
+        )
+    })
+}
+
+/// The configured policy, loaded.
+fn load_policy(config: &Config) -> Result<Option<Arc<Policy>>, ServerError> {
+    let policy = config
+        .policy
+        .as_deref()
+        .map(|path| Policy::load(path).map_err(|e| ServerError::Policy(e.to_string())))
+        .transpose()?;
+    Ok(policy.map(Arc::new))
 }
 
 /// Opens the store in `dir`, and fills the view with what it holds.
@@ -349,7 +431,12 @@ impl Running {
 
     /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
     pub async fn until_signal(self) -> Result<Summary, ServerError> {
-        wait_for_signal().await;
+        self.until(StopSignals::listen()).await
+    }
+
+    /// Serves until one of `signals` arrives, then shuts down gracefully.
+    async fn until(self, signals: StopSignals) -> Result<Summary, ServerError> {
+        signals.wait().await;
         self.shutdown().await
     }
 
@@ -392,24 +479,58 @@ impl Running {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and Ctrl-C (SIGINT), listened for from the moment [`StopSignals::listen`] returns:
+/// a signal that arrives once the server says it listens stops it gracefully, however soon.
+struct StopSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Starts listening (on Unix; elsewhere Ctrl-C is listened for once waited on).
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
+                Err(err) => {
+                    eprintln!("nhiwatch: cannot listen for {name}: {err}");
+                    None
+                }
+            };
+            StopSignals {
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// Waits for the first signal.
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = recv(self.terminate) => {}
+                () = recv(self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -429,7 +550,8 @@ pub fn run(server: Server, ready: impl FnOnce(SocketAddr)) -> Result<Summary, Se
         .map_err(|e| ServerError::Io(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
         let running = server.start().await?;
+        let signals = StopSignals::listen();
         ready(running.local_addr());
-        running.until_signal().await
+        running.until(signals).await
     })
 }

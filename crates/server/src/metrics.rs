@@ -152,6 +152,30 @@ pub struct Metrics {
     alerts_delivered: AtomicU64,
     alerts_retried: AtomicU64,
     alerts_dead_lettered: AtomicU64,
+    snapshots_written: AtomicU64,
+    snapshots_failed: AtomicU64,
+    snapshot_unix_seconds: AtomicU64,
+    snapshot_bytes: AtomicU64,
+    snapshot_identities: AtomicU64,
+    snapshot_pause_nanos: AtomicU64,
+    snapshot_write_nanos: AtomicU64,
+    snapshot_set_aside: AtomicBool,
+}
+
+/// A snapshot of the learned baseline, as written to the data folder
+/// ([`crate::profiles`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotWritten {
+    /// Bytes of the file.
+    pub bytes: u64,
+    /// Identities it holds.
+    pub identities: u64,
+    /// Time the engine thread spent on it (copying the profiles; it judges nothing meanwhile).
+    pub pause: Duration,
+    /// Time spent encoding and writing it, off the engine thread.
+    pub write: Duration,
+    /// When it was written (Unix time, seconds).
+    pub unix_seconds: u64,
 }
 
 /// Gauges read when the exposition is written.
@@ -245,6 +269,39 @@ impl Metrics {
             self.alerts_delivered.load(Ordering::Relaxed),
             self.alerts_retried.load(Ordering::Relaxed),
             self.alerts_dead_lettered.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Records a snapshot of the learned baseline written to the data folder.
+    pub fn snapshot_written(&self, written: SnapshotWritten) {
+        self.snapshot_bytes.store(written.bytes, Ordering::Relaxed);
+        self.snapshot_identities
+            .store(written.identities, Ordering::Relaxed);
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.snapshot_pause_nanos
+            .store(nanos(written.pause), Ordering::Relaxed);
+        self.snapshot_write_nanos
+            .store(nanos(written.write), Ordering::Relaxed);
+        self.snapshot_unix_seconds
+            .store(written.unix_seconds, Ordering::Relaxed);
+        self.snapshots_written.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a snapshot of the learned baseline that could not be encoded or written.
+    pub fn snapshot_failed(&self) {
+        self.snapshots_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Remembers that the snapshot found at start could not be read and was set aside.
+    pub fn snapshot_set_aside(&self) {
+        self.snapshot_set_aside.store(true, Ordering::Relaxed);
+    }
+
+    /// Snapshots of the learned baseline written and failed so far.
+    pub fn snapshots(&self) -> (u64, u64) {
+        (
+            self.snapshots_written.load(Ordering::Relaxed),
+            self.snapshots_failed.load(Ordering::Relaxed),
         )
     }
 
@@ -392,7 +449,61 @@ impl Metrics {
                 "nhiwatch_alerts_total{{outcome=\"{outcome}\"}} {count}"
             );
         }
+        self.render_snapshots(&mut out);
         out
+    }
+
+    fn render_snapshots(&self, out: &mut String) {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        family(
+            out,
+            "nhiwatch_baseline_snapshots_total",
+            "counter",
+            "Snapshots of the usual lens's learned baseline written to the data folder, by result.",
+        );
+        let (written, failed) = self.snapshots();
+        for (result, count) in [("written", written), ("failed", failed)] {
+            let _ = writeln!(
+                out,
+                "nhiwatch_baseline_snapshots_total{{result=\"{result}\"}} {count}"
+            );
+        }
+        let gauges = [
+            (
+                "nhiwatch_baseline_snapshot_timestamp_seconds",
+                "Unix time the last snapshot was written (0: none yet).",
+                load(&self.snapshot_unix_seconds).to_string(),
+            ),
+            (
+                "nhiwatch_baseline_snapshot_bytes",
+                "Size of the last snapshot written.",
+                load(&self.snapshot_bytes).to_string(),
+            ),
+            (
+                "nhiwatch_baseline_snapshot_identities",
+                "Identities in the last snapshot written.",
+                load(&self.snapshot_identities).to_string(),
+            ),
+            (
+                "nhiwatch_baseline_snapshot_pause_seconds",
+                "Time the engine spent on the last periodic snapshot (copying the profiles), judging nothing meanwhile.",
+                (load(&self.snapshot_pause_nanos) as f64 / 1e9).to_string(),
+            ),
+            (
+                "nhiwatch_baseline_snapshot_write_seconds",
+                "Time spent encoding and writing the last snapshot, off the engine thread.",
+                (load(&self.snapshot_write_nanos) as f64 / 1e9).to_string(),
+            ),
+            (
+                "nhiwatch_baseline_snapshot_set_aside",
+                "1 when the snapshot found at start could not be read and was set aside.",
+                u8::from(self.snapshot_set_aside.load(Ordering::Relaxed)).to_string(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            family(out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
     }
 }
 
@@ -428,6 +539,37 @@ mod tests {
         assert!(text.contains("nhiwatch_decide_latency_seconds_bucket{le=\"1\"} 2\n"));
         assert!(text.contains("nhiwatch_decide_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("nhiwatch_decide_latency_seconds_count 3\n"));
+    }
+
+    #[test]
+    fn snapshots_are_counted_and_described() {
+        let metrics = Metrics::default();
+        let text = metrics.render(Gauges::default());
+        assert!(text.contains("nhiwatch_baseline_snapshots_total{result=\"written\"} 0\n"));
+        assert!(text.contains("nhiwatch_baseline_snapshot_timestamp_seconds 0\n"));
+        metrics.snapshot_written(SnapshotWritten {
+            bytes: 4096,
+            identities: 3,
+            pause: Duration::from_millis(1500),
+            write: Duration::from_millis(250),
+            unix_seconds: 1_770_000_000,
+        });
+        metrics.snapshot_failed();
+        metrics.snapshot_set_aside();
+        let text = metrics.render(Gauges::default());
+        for line in [
+            "nhiwatch_baseline_snapshots_total{result=\"written\"} 1\n",
+            "nhiwatch_baseline_snapshots_total{result=\"failed\"} 1\n",
+            "nhiwatch_baseline_snapshot_timestamp_seconds 1770000000\n",
+            "nhiwatch_baseline_snapshot_bytes 4096\n",
+            "nhiwatch_baseline_snapshot_identities 3\n",
+            "nhiwatch_baseline_snapshot_pause_seconds 1.5\n",
+            "nhiwatch_baseline_snapshot_write_seconds 0.25\n",
+            "nhiwatch_baseline_snapshot_set_aside 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert_eq!(metrics.snapshots(), (1, 1));
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //!
 //! What the engine emits goes three ways, none of which the engine waits for: the view (under
 //! a short write lock), the store writer ([`crate::durable`]), and the alert dispatcher.
+//!
+//! With a data folder the worker also snapshots the usual lens's learned profiles
+//! ([`crate::profiles`]): a timer among the queues, taken first when due, so that the profiles
+//! are copied for the snapshot between batches, never while the engine changes them.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::SyncSender;
@@ -24,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alerts::AlertSender;
 use crate::durable::{self, Output};
 use crate::metrics::Metrics;
+use crate::profiles::Snapshots;
 
 /// Events processed between looks at the decision queue.
 pub(crate) const CHUNK: usize = 256;
@@ -238,13 +243,26 @@ struct Worker {
     engine: Engine,
     sinks: Sinks,
     emitted: Vec<Finding>,
+    snapshots: Option<Snapshots>,
+}
+
+/// Waits for the next snapshot tick; forever when there are no snapshots.
+async fn snapshot_due(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Starts the worker thread; it runs until both queues are closed and drained, then finishes
-/// the engine (closing every open episode) and returns its counts.
+/// the engine (closing every open episode), writes the last snapshot of its learned profiles
+/// (when `snapshots` is given), and returns its counts.
 pub(crate) fn start(
     factory: EngineFactory,
     sinks: Sinks,
+    snapshots: Option<Snapshots>,
     ingest_capacity: usize,
     decide_capacity: usize,
 ) -> std::io::Result<(Queues, JoinHandle<EngineStats>)> {
@@ -257,14 +275,25 @@ pub(crate) fn start(
                 engine: factory(),
                 sinks,
                 emitted: Vec::new(),
+                snapshots,
             };
-            let runtime = tokio::runtime::Builder::new_current_thread().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build();
             match runtime {
                 Ok(runtime) => runtime.block_on(async {
+                    let mut timer = worker.snapshots.as_ref().map(|s| {
+                        let every = s.every();
+                        let mut timer =
+                            tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        timer
+                    });
                     let (mut ingest_open, mut decide_open) = (true, true);
                     while ingest_open || decide_open {
                         tokio::select! {
                             biased;
+                            () = snapshot_due(&mut timer) => worker.snapshot(),
                             job = decide_rx.recv(), if decide_open => match job {
                                 Some(job) => worker.decide(job),
                                 None => decide_open = false,
@@ -284,7 +313,22 @@ pub(crate) fn start(
 }
 
 impl Worker {
+    /// The periodic snapshot of the learned profiles.
+    fn snapshot(&mut self) {
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots.tick(&self.engine);
+        }
+    }
+
+    /// Notes that the engine judged something, for the next snapshot.
+    fn touch(&mut self) {
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots.touch();
+        }
+    }
+
     fn decide(&mut self, job: DecideJob) {
+        self.touch();
         let emitted = &mut self.emitted;
         let assessment = self.engine.decide(&job.event, &mut |f| emitted.push(f));
         let (risk, decision) = (assessment.risk, assessment.decision);
@@ -326,6 +370,7 @@ impl Worker {
     }
 
     fn ingest(&mut self, batch: &[Event<'static>], decide_rx: &mut mpsc::Receiver<DecideJob>) {
+        self.touch();
         for chunk in batch.chunks(CHUNK) {
             let emitted = &mut self.emitted;
             for event in chunk {
@@ -370,6 +415,9 @@ impl Worker {
         let emitted = &mut self.emitted;
         self.engine.finish(&mut |f| emitted.push(f));
         self.emit();
+        if let Some(snapshots) = self.snapshots.take() {
+            snapshots.finish(&self.engine);
+        }
         self.engine.stats()
     }
 }

@@ -1121,6 +1121,66 @@ async fn metrics_exposition_parses_and_counts() {
 }
 
 #[tokio::test]
+async fn learned_profiles_are_snapshotted_while_serving_and_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = config(dir.path());
+    let data = dir.path().join("data");
+    settings.data = Some(data.clone());
+    settings.snapshot_every = Duration::from_millis(50);
+    let (running, client) = start(settings.clone()).await;
+    let response = client
+        .post("/v1/events", INGEST)
+        .body(records_file())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let snapshot = nhiwatch_server::profiles::snapshot_path(&data);
+    let mut waited = 0;
+    let series = loop {
+        let text = client.get("/metrics", READ).send().await.unwrap();
+        let series = parse_metrics(&text.text().await.unwrap());
+        if metric(&series, "nhiwatch_baseline_snapshot_identities") == 1.0 {
+            break series;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += 1;
+        assert!(waited < 500, "no snapshot was written");
+    };
+    let written = metric(
+        &series,
+        "nhiwatch_baseline_snapshots_total{result=\"written\"}",
+    );
+    assert!(written >= 1.0);
+    assert_eq!(
+        metric(&series, "nhiwatch_baseline_snapshot_bytes"),
+        std::fs::metadata(&snapshot).unwrap().len() as f64
+    );
+    assert!(metric(&series, "nhiwatch_baseline_snapshot_timestamp_seconds") > 1.7e9);
+    let profile = |path: &Path| {
+        let baseline = nhiwatch_baseline::Baseline::load(path).unwrap();
+        baseline.get(ROLE).map(|p| p.events)
+    };
+    assert_eq!(profile(&snapshot), Some(4));
+
+    // A decision is judged, learned, and in the snapshot written at shutdown.
+    client
+        .decide(json!({"identity": ROLE, "action": "s3:GetObject", "time": "2026-03-02T10:09:00Z"}))
+        .await;
+    running.shutdown().await.unwrap();
+    assert_eq!(profile(&snapshot), Some(5));
+
+    // A server given its own engine does not take a baseline it could not load into it.
+    settings.baseline = Some(snapshot);
+    let refused = Server::new(settings)
+        .with_engine(Arc::new(|| Engine::new(None, EngineConfig::default())))
+        .start()
+        .await;
+    let err = refused.err().expect("refused").to_string();
+    assert!(err.contains("baseline"), "{err}");
+}
+
+#[tokio::test]
 async fn tls_serves_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");

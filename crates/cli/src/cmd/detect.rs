@@ -64,6 +64,11 @@ pub struct Args {
     /// Keep the baseline as loaded or learned: do not learn from the events detected on.
     #[arg(long)]
     frozen: bool,
+    /// After detection, write the baseline as the usual lens holds it then: loaded or learned
+    /// (`--baseline`, `--learn-days`), and updated while detecting unless `--frozen`. The file
+    /// is replaced atomically; `--baseline` and `nhiwatch serve --baseline` read it.
+    #[arg(long, value_name = "FILE")]
+    save_baseline: Option<PathBuf>,
     /// Sigma or native rule files or directories to run beside the lenses (findings of kind
     /// `rule`); repeatable. See `nhiwatch rules check`.
     #[arg(long, value_name = "PATH")]
@@ -201,6 +206,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if err.kind() != io::ErrorKind::BrokenPipe {
             return Err(err).context("cannot write findings");
         }
+    }
+    if let (Some(path), Some(baseline)) = (&args.save_baseline, engine.baseline()) {
+        let size = nhiwatch_server::profiles::save(baseline, path)
+            .map_err(|e| anyhow::anyhow!(sanitize(&e.to_string())))?;
+        eprintln!(
+            "nhiwatch: wrote the baseline of {} identities to {} ({size} bytes)",
+            baseline.len(),
+            sanitize(&path.display().to_string())
+        );
     }
     let engine_stats = engine.stats();
     let mut summary = format!(

@@ -22,9 +22,19 @@ pub struct Args {
     /// The policy file: entitlements, workflows, hours, sensitive items.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
-    /// The evidence store's folder: ingest is acknowledged once durable there.
+    /// The evidence store's folder: ingest is acknowledged once durable there. The profiles the
+    /// usual lens learns are kept there too (DIR/baseline.bin), and read back at start.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// A baseline written by `nhiwatch learn` (or `detect --save-baseline`) for the usual lens
+    /// to start from. Per identity, profiles learned before and kept in --data win; this file
+    /// adds the identities they do not know.
+    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    baseline: Option<PathBuf>,
+    /// How often the learned profiles are written to --data, besides at shutdown
+    /// [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_interval, conflicts_with = "url")]
+    snapshot_every: Option<std::time::Duration>,
     /// TLS certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -75,6 +85,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.data.is_some() {
         config.data = args.data;
+    }
+    if args.baseline.is_some() {
+        config.baseline = args.baseline;
+    }
+    if let Some(every) = args.snapshot_every {
+        config.snapshot_every = every;
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(TlsFiles { cert, key });

@@ -278,3 +278,15 @@ impl Drop for Server {
         }
     }
 }
+
+/// Polls `done` every 20 ms until it holds; panics naming `what` after a minute.
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{what}: not within {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
