@@ -120,7 +120,7 @@ fn decode_entry(record: &str) -> Result<Event<'_>, DecodeError> {
         ));
     }
     let entry: Entry<'_> = serde_json::from_str(record).map_err(|err| DecodeError::json(&err))?;
-    let raw: &RawValue = serde_json::from_str(record).map_err(|err| DecodeError::json(&err))?;
+    let raw: &RawValue = crate::raw::parsed_record(record)?;
 
     let action = text(entry.action, "action")?.ok_or_else(|| {
         DecodeError::field(

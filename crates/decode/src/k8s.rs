@@ -349,7 +349,7 @@ fn decode_record<'a>(record: &'a str, keys: &RandomState) -> Result<Decoded<'a>,
         ));
     }
     let rec: Record<'a> = serde_json::from_str(text).map_err(|err| DecodeError::json(&err))?;
-    let raw: &'a RawValue = serde_json::from_str(text).map_err(|err| DecodeError::json(&err))?;
+    let raw: &'a RawValue = crate::raw::parsed_record(text)?;
     if let Some(payload) = rec.proto_payload {
         return gke(&rec, payload, raw, keys);
     }

@@ -27,6 +27,7 @@ pub mod k8s;
 pub mod mapped;
 pub mod normalised;
 pub mod otel;
+mod raw;
 mod reader;
 mod sniff;
 
