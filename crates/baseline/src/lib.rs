@@ -38,7 +38,7 @@ pub use features::{Features, OriginCache};
 pub use guard::Quarantine;
 pub use learn::Learner;
 pub use profile::{cap, Feature, Novelty, Profile, MATURE_DAYS, MATURE_EVENTS, QUIET_HOUR_SHARE};
-pub use store::{Baseline, BaselineError, Peers, FORMAT_VERSION, MAGIC};
+pub use store::{write_atomically, Baseline, BaselineError, Peers, FORMAT_VERSION, MAGIC};
 pub use track::{Step, Tracker, WindowStats};
 
 #[cfg(test)]

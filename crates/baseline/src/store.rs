@@ -84,10 +84,19 @@ pub enum BaselineError {
     },
 }
 
-#[derive(Serialize, Deserialize)]
+/// The payload as read back.
+#[derive(Deserialize)]
 struct Payload {
     actions: Vec<(u64, String)>,
     identities: Vec<(String, Profile)>,
+}
+
+/// The payload as written: the same encoding as [`Payload`], borrowed from the baseline, so
+/// that writing does not copy every profile.
+#[derive(Serialize)]
+struct PayloadRef<'a> {
+    actions: Vec<(u64, &'a str)>,
+    identities: Vec<(&'a str, &'a Profile)>,
 }
 
 /// Profiles by identity id, and the names of the actions their keys stand for.
@@ -221,15 +230,15 @@ impl Baseline {
 
     /// The file's bytes (see the module documentation).
     pub fn to_bytes(&self) -> Result<Vec<u8>, BaselineError> {
-        let mut identities: Vec<(String, Profile)> = self
+        let mut identities: Vec<(&str, &Profile)> = self
             .ids
             .iter()
-            .cloned()
-            .zip(self.profiles.iter().cloned())
+            .map(String::as_str)
+            .zip(&self.profiles)
             .collect();
-        identities.sort_by(|a, b| a.0.cmp(&b.0));
-        let payload = Payload {
-            actions: self.actions.iter().map(|(k, v)| (*k, v.clone())).collect(),
+        identities.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let payload = PayloadRef {
+            actions: self.actions.iter().map(|(k, v)| (*k, v.as_str())).collect(),
             identities,
         };
         let body = postcard::to_allocvec(&payload)
@@ -313,21 +322,15 @@ impl Baseline {
         Ok(baseline)
     }
 
-    /// Writes the file (to a temporary file beside it, then renamed over it, so a reader
-    /// never sees half a baseline).
-    pub fn save(&self, path: &Path) -> Result<(), BaselineError> {
-        let io = |source| BaselineError::Io {
+    /// Writes the file atomically ([`write_atomically`]: a reader or a crash never finds half
+    /// a baseline); returns its size in bytes.
+    pub fn save(&self, path: &Path) -> Result<u64, BaselineError> {
+        let bytes = self.to_bytes()?;
+        write_atomically(path, &bytes).map_err(|source| BaselineError::Io {
             path: path.to_path_buf(),
             source,
-        };
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(&self.to_bytes()?).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(io)
+        })?;
+        Ok(bytes.len() as u64)
     }
 
     /// Reads a file written by [`Baseline::save`].
@@ -369,4 +372,37 @@ impl Peers {
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }
+}
+
+/// Writes `bytes` to `path` so that no reader and no crash ever finds part of them: a temporary
+/// file beside it (`PATH.tmp`) is written and fsynced, renamed over `path`, and the folder is
+/// fsynced so that the rename itself is durable. The temporary file is removed on failure.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(err) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
+    }
+    sync_folder(path)
+}
+
+/// Makes a rename in `path`'s folder durable.
+fn sync_folder(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let folder = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(folder)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }

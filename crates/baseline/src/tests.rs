@@ -338,7 +338,8 @@ fn save_and_load_through_a_file() {
         })
         .collect();
     let baseline = learn(&specs);
-    baseline.save(&path).expect("saves");
+    let size = baseline.save(&path).expect("saves");
+    assert_eq!(size, std::fs::metadata(&path).expect("written").len());
     let back = Baseline::load(&path).expect("loads");
     assert_same(&baseline, &back);
     let missing = Baseline::load(&dir.path().join("none.nhib"))
@@ -375,4 +376,23 @@ fn peers_merge_members_of_a_group() {
     let slot = peers.find("name:key-rotation").expect("group");
     let (_, profile, members) = peers.get(slot);
     assert_eq!((profile.events, members), (2, 2));
+}
+
+#[test]
+fn an_atomic_write_replaces_the_file_and_leaves_nothing_beside_it() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("b.bin");
+    crate::write_atomically(&path, b"first").expect("written");
+    crate::write_atomically(&path, b"second").expect("replaced");
+    assert_eq!(std::fs::read(&path).expect("read back"), b"second");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("listed")
+        .map(|e| e.expect("an entry").file_name())
+        .collect();
+    assert_eq!(names, ["b.bin"]);
+    assert!(crate::write_atomically(&dir.path().join("no/such/folder/b.bin"), b"x").is_err());
+    let err = Baseline::default()
+        .save(&dir.path().join("none/b.bin"))
+        .expect_err("no such folder");
+    assert!(err.to_string().contains("none/b.bin"), "{err}");
 }

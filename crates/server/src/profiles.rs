@@ -12,7 +12,7 @@
 //!   the engine about a tenth of what encoding would: with 100,000 identities, 0.3 s against
 //!   3.7 s in a debug build); the writer encodes the copy, drops it, and puts the bytes in a
 //!   temporary file, fsyncs it, renames it over the snapshot and fsyncs the folder
-//!   ([`write_atomically`]), so the file is always a whole snapshot, never part of one. The
+//!   ([`nhiwatch_baseline::write_atomically`]), so the file is always a whole snapshot, never part of one. The
 //!   copy lives only until it is encoded, the bytes until they are written. A write still
 //!   going on when the next is due makes that one wait for the following tick; a failed write
 //!   is logged, counted in `/metrics`, and tried again at the next tick.
@@ -32,14 +32,13 @@
 //! DIR > events.jsonl`, `nhiwatch learn events.jsonl --out learned.bin`, then `--baseline`). A snapshot the operating system will not let the server read (say,
 //! permissions) is a different matter: the server refuses to start and says so.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nhiwatch_baseline::{Baseline, BaselineError, Profile};
+use nhiwatch_baseline::{write_atomically, Baseline, Profile};
 use nhiwatch_detect::Engine;
 
 use crate::metrics::{Metrics, SnapshotWritten};
@@ -56,71 +55,11 @@ pub fn snapshot_path(data: &Path) -> PathBuf {
     data.join(SNAPSHOT_FILE)
 }
 
-/// Writes `bytes` to `path` so that no reader and no crash ever finds part of them: a temporary
-/// file beside it (`PATH.tmp`) is written and fsynced, renamed over `path`, and the folder is
-/// fsynced so that the rename itself is durable.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let written = File::create(&tmp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    if let Err(err) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err);
-    }
-    sync_folder(path)
-}
-
-/// Makes a rename in `path`'s folder durable.
-fn sync_folder(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        let folder = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        File::open(folder)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
-
 /// Now, in whole seconds since the Unix epoch.
 fn unix_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Why a baseline could not be saved.
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    /// The profiles could not be encoded.
-    #[error(transparent)]
-    Encode(#[from] BaselineError),
-    /// The file could not be written.
-    #[error("cannot write the baseline {path}: {source}")]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-}
-
-/// Writes `baseline` to `path` as a baseline file, atomically ([`write_atomically`]); returns
-/// its size in bytes.
-pub fn save(baseline: &Baseline, path: &Path) -> Result<u64, SaveError> {
-    let bytes = baseline.to_bytes()?;
-    write_atomically(path, &bytes).map_err(|source| SaveError::Write {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(bytes.len() as u64)
 }
 
 /// A snapshot found unreadable at start, and where it was moved.
@@ -469,29 +408,6 @@ mod tests {
     }
 
     #[test]
-    fn an_atomic_write_replaces_the_file_and_leaves_nothing_beside_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("b.bin");
-        write_atomically(&path, b"first").unwrap();
-        write_atomically(&path, b"second").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["b.bin"]);
-        let err = write_atomically(&dir.path().join("no/such/folder/b.bin"), b"x");
-        assert!(err.is_err());
-
-        let baseline = learned(&[("a", "s3:GetObject")]);
-        let size = save(&baseline, &path).unwrap();
-        assert_eq!(size, std::fs::metadata(&path).unwrap().len());
-        assert_eq!(Baseline::load(&path).unwrap(), baseline);
-        let err = save(&baseline, &dir.path().join("none/b.bin")).unwrap_err();
-        assert!(err.to_string().contains("none/b.bin"), "{err}");
-    }
-
-    #[test]
     fn the_snapshot_wins_per_identity_and_the_given_file_adds_the_others() {
         let dir = tempfile::tempdir().unwrap();
         let given_path = dir.path().join("given.bin");
@@ -516,7 +432,7 @@ mod tests {
             ("a", "ec2:DescribeInstances"),
             ("c", "sqs:SendMessage"),
         ]);
-        save(&snapshot, &snapshot_path(&data)).unwrap();
+        snapshot.save(&snapshot_path(&data)).unwrap();
         let both = starting_baseline(Some(&given_path), Some(&data)).unwrap();
         assert_eq!(both.baseline.len(), 3);
         assert_eq!(events_of(&both.baseline, "a"), events_of(&snapshot, "a"));

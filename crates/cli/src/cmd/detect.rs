@@ -208,7 +208,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if let (Some(path), Some(baseline)) = (&args.save_baseline, engine.baseline()) {
-        let size = nhiwatch_server::profiles::save(baseline, path)
+        let size = baseline
+            .save(path)
             .map_err(|e| anyhow::anyhow!(sanitize(&e.to_string())))?;
         eprintln!(
             "nhiwatch: wrote the baseline of {} identities to {} ({size} bytes)",

@@ -41,10 +41,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stats = read_all(&args.input, &mut |event: Event<'_>| learner.observe(&event))?;
     let events = learner.events();
     let baseline = learner.finish();
-    baseline
+    let size = baseline
         .save(&args.out)
         .with_context(|| format!("cannot write the baseline {}", args.out.display()))?;
-    let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     let mature = baseline.iter().filter(|(_, p)| p.is_mature()).count();
     eprintln!(
         "nhiwatch: learned {events} events ({} records read, {} rejected) into {} identities ({mature} with enough history to judge{}); {} peer groups; {} bytes per profile in memory on average; wrote {} ({size} bytes)",
