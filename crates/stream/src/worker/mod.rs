@@ -29,7 +29,6 @@
 //! host or a shared volume); and re-created consumers, natural-key deduplication in the store
 //! and finding ids as `Nats-Msg-Id` make repeated work idempotent.
 
-mod engine;
 mod partition;
 mod processor;
 

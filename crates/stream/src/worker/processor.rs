@@ -22,14 +22,14 @@ use bytes::Bytes;
 use nhiwatch_baseline::Baseline;
 use nhiwatch_decode::normalised::NormalisedDecoder;
 use nhiwatch_decode::RecordDecoder;
-use nhiwatch_detect::EngineConfig;
+use nhiwatch_detect::detectors::UsualConfig;
+use nhiwatch_detect::{Engine, EngineConfig};
 use nhiwatch_model::{Event, Finding};
 use nhiwatch_policy::Policy;
 use nhiwatch_store::{Batch, Receipt, RiskPoint, Store};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::engine::PartitionEngine;
 use crate::StreamError;
 
 /// Longest record kept in a rejects file line.
@@ -182,7 +182,8 @@ fn stopped() -> StreamError {
 
 struct State {
     partition: u32,
-    engine: PartitionEngine,
+    /// Every lens, as `nhiwatch detect` runs them; the usual lens learns as it goes.
+    engine: Engine,
     /// The engine has seen every event up to this stream sequence.
     seen_to: u64,
     store: Store,
@@ -198,7 +199,12 @@ impl State {
     fn new(start: Start) -> State {
         State {
             partition: start.partition,
-            engine: PartitionEngine::new(start.policy, start.engine, start.profiles),
+            engine: Engine::with_baseline(
+                start.policy,
+                start.engine,
+                start.profiles,
+                UsualConfig::default(),
+            ),
             seen_to: 0,
             store: start.store,
             batch: Batch::new(),
@@ -263,14 +269,16 @@ impl State {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, StreamError> {
-        crate::snapshot::encode(self.partition, self.seen_to, &self.engine.baseline())
+        let empty = Baseline::new();
+        let profiles = self.engine.baseline().unwrap_or(&empty);
+        crate::snapshot::encode(self.partition, self.seen_to, profiles)
     }
 
     /// Runs one message through the engine (and into the store batch when `store`),
     /// collecting the findings it closes.
     fn apply(&mut self, message: &Inbound, store: bool, findings: &mut Vec<Finding>) -> Applied {
         if message.finish {
-            self.engine.engine.finish(&mut |f| findings.push(f));
+            self.engine.finish(&mut |f| findings.push(f));
             self.seen_to = self.seen_to.max(message.seq);
             return Applied::Control;
         }
@@ -291,7 +299,7 @@ impl State {
                 applied = Applied::Skipped;
                 return;
             }
-            engine.engine.process(&event, &mut |f| findings.push(f));
+            engine.process(&event, &mut |f| findings.push(f));
             if store {
                 batch.add_event(&event);
             }
