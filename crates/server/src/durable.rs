@@ -20,14 +20,16 @@ use crate::metrics::Metrics;
 
 /// A durable home for events and findings.
 pub trait EvidenceSink: Send + Sync + 'static {
-    /// Appends events, findings and risk points; returns once they are durable. On error
-    /// nothing of them is stored.
+    /// Appends events, findings and risk points; returns once they are durable, with, for each
+    /// event, whether the sink already held it (an earlier request's, or an earlier one of
+    /// these): such an event is acknowledged again but not stored twice, nor judged twice. On
+    /// error nothing of them is stored.
     fn append(
         &self,
         events: &[Event<'static>],
         findings: &[Finding],
         risks: &[RiskPoint],
-    ) -> Result<(), SinkError>;
+    ) -> Result<Vec<bool>, SinkError>;
 }
 
 /// What kind of failure kept evidence from being stored.
@@ -84,11 +86,9 @@ impl EvidenceSink for Store {
         events: &[Event<'static>],
         findings: &[Finding],
         risks: &[RiskPoint],
-    ) -> Result<(), SinkError> {
+    ) -> Result<Vec<bool>, SinkError> {
         let mut batch = Batch::new();
-        for event in events {
-            batch.add_event(event);
-        }
+        let taken: Vec<bool> = events.iter().map(|event| batch.add_event(event)).collect();
         for finding in findings {
             batch
                 .add_finding(finding)
@@ -97,8 +97,13 @@ impl EvidenceSink for Store {
         for point in risks {
             batch.add_risk(point);
         }
-        Store::append(self, &mut batch)?;
-        Ok(())
+        let receipt = Store::append(self, &mut batch)?;
+        // The receipt speaks of the events the batch took, in order; the others repeated one.
+        let mut held = receipt.events_held.into_iter();
+        Ok(taken
+            .into_iter()
+            .map(|taken| !taken || held.next().unwrap_or(false))
+            .collect())
     }
 }
 

@@ -141,6 +141,7 @@ impl Refusal {
 pub struct Metrics {
     events: [AtomicU64; Source::ALL.len()],
     rejected_records: AtomicU64,
+    repeated_events: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
     findings: [AtomicU64; FindingKind::ALL.len()],
     decisions: [AtomicU64; DECISIONS.len()],
@@ -209,6 +210,12 @@ impl Metrics {
     /// Counts records that could not be decoded.
     pub fn rejected(&self, count: u64) {
         self.rejected_records.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts accepted events the store already held (a retried request), which the engine
+    /// does not see again.
+    pub fn repeated(&self, count: u64) {
+        self.repeated_events.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Counts a refused request.
@@ -332,6 +339,17 @@ impl Metrics {
             out,
             "nhiwatch_records_rejected_total {}",
             load(&self.rejected_records)
+        );
+        family(
+            &mut out,
+            "nhiwatch_events_repeated_total",
+            "counter",
+            "Accepted events the evidence store already held (retried requests); not judged again.",
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_events_repeated_total {}",
+            load(&self.repeated_events)
         );
         family(
             &mut out,

@@ -296,9 +296,9 @@ async fn accept(app: &Shared, caller: &Caller, decoded: Decoded) -> Result<Accep
     let (events, rejects, stored) = tokio::task::spawn_blocking(move || {
         let stored = match &sink {
             Some(sink) if !events.is_empty() => sink.append(&events, &[], &[]),
-            _ => Ok(()),
+            _ => Ok(Vec::new()),
         };
-        if let (Ok(()), Some(log), false) = (&stored, &log, rejects.is_empty()) {
+        if let (Ok(_), Some(log), false) = (&stored, &log, rejects.is_empty()) {
             if let Err(err) = log.append(&who, &rejects) {
                 eprintln!(
                     "nhiwatch: cannot keep {} rejected records aside in {}: {err}",
@@ -314,19 +314,35 @@ async fn accept(app: &Shared, caller: &Caller, decoded: Decoded) -> Result<Accep
     if app.sink.is_some() && !events.is_empty() {
         app.metrics.store_write(stored.as_ref().err());
     }
-    if let Err(err) = stored {
-        eprintln!(
-            "nhiwatch: cannot store a batch of {} events: {err}",
-            events.len()
-        );
-        return Err(ApiError::not_stored(err.kind));
-    }
+    let held = match stored {
+        Ok(held) => held,
+        Err(err) => {
+            eprintln!(
+                "nhiwatch: cannot store a batch of {} events: {err}",
+                events.len()
+            );
+            return Err(ApiError::not_stored(err.kind));
+        }
+    };
     for event in &events {
         app.metrics.events_in(event.source, 1);
     }
     app.metrics.rejected(rejects.len() as u64);
     let count = events.len();
-    if count > 0 {
+    // Events the store already held were judged when first acknowledged: a client's retry
+    // must not count them twice.
+    let repeated = held.iter().filter(|h| **h).count();
+    let events: Vec<Event<'static>> = if repeated == 0 {
+        events
+    } else {
+        app.metrics.repeated(repeated as u64);
+        events
+            .into_iter()
+            .zip(held)
+            .filter_map(|(event, held)| (!held).then_some(event))
+            .collect()
+    };
+    if !events.is_empty() {
         permit.send(events);
     }
     Ok(Accepted {

@@ -323,6 +323,19 @@ async fn cloudtrail_gzip_is_ingested_durably_and_findings_survive_a_restart() {
     assert_eq!(body["rejected"], 1);
     assert_eq!(body["rejects"][0]["line"], 2);
 
+    // A client retrying the first request (its answer lost): acknowledged again, stored and
+    // judged once (the counts below and the engine's stay at 5).
+    let response = client
+        .post("/v1/events", INGEST)
+        .body(records_file())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.json::<Value>().await.unwrap()["accepted"], 4);
+    let repeated = metric(&series(&client).await, "nhiwatch_events_repeated_total");
+    assert_eq!(repeated, 4.0);
+
     // Acknowledged means durable and queued; the engine takes it a moment later.
     let identities = client
         .settled("/v1/identities", |v| v["identities"][0]["events"] == 5)
@@ -350,7 +363,8 @@ async fn cloudtrail_gzip_is_ingested_durably_and_findings_survive_a_restart() {
     assert_eq!(finding["decision"], "block");
     let identities = client.json("/v1/identities").await;
     assert_eq!(identities["identities"][0]["events"], 5);
-    // Re-sending the same file stores nothing twice (natural keys) and is still accepted.
+    // Re-sending the same file stores nothing twice (natural keys), is still accepted, and
+    // the new server's engine does not judge what the store already held.
     let response = client
         .post("/v1/events", INGEST)
         .body(records_file())
@@ -358,7 +372,8 @@ async fn cloudtrail_gzip_is_ingested_durably_and_findings_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    running.shutdown().await.unwrap();
+    let summary = running.shutdown().await.unwrap();
+    assert_eq!(summary.engine.events, 0);
 }
 
 #[tokio::test]
@@ -603,15 +618,7 @@ async fn tokens_scopes_and_rates_are_enforced_and_errors_leak_nothing() {
     );
 
     // Nothing was stored from the refused requests.
-    let text = client
-        .get("/metrics", READ)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = parse_metrics(&text);
+    let series = series(&client).await;
     let ingested: f64 = series
         .iter()
         .filter(|(s, _)| s.starts_with("nhiwatch_events_ingested_total"))
@@ -826,7 +833,7 @@ impl EvidenceSink for FullDisk {
         _events: &[nhiwatch_model::Event<'static>],
         _findings: &[nhiwatch_model::Finding],
         _risks: &[nhiwatch_store::RiskPoint],
-    ) -> Result<(), SinkError> {
+    ) -> Result<Vec<bool>, SinkError> {
         let mut calls = self.0.lock().unwrap();
         *calls += 1;
         let kind = if *calls == 1 {
@@ -889,16 +896,7 @@ async fn a_store_out_of_space_answers_503_naming_it_and_health_says_so() {
         .decide(json!({"identity": ROLE, "action": "s3:GetObject"}))
         .await;
     assert_eq!(decision["decision"], "allow", "{decision}");
-    let series = parse_metrics(
-        &client
-            .get("/metrics", READ)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let series = series(&client).await;
     // Both refused batches; the decided event's write may have failed by now too.
     assert!(metric(&series, "nhiwatch_store_batches_total{result=\"failed\"}") >= 2.0);
     // Refused for the store (both batches and the health check), not for load.
@@ -919,7 +917,8 @@ async fn a_store_out_of_space_answers_503_naming_it_and_health_says_so() {
     running.shutdown().await.unwrap();
 }
 
-async fn queue_depth(client: &Client) -> f64 {
+/// The server's metrics, parsed.
+async fn series(client: &Client) -> Vec<(String, f64)> {
     let text = client
         .get("/metrics", READ)
         .send()
@@ -928,23 +927,19 @@ async fn queue_depth(client: &Client) -> f64 {
         .text()
         .await
         .unwrap();
+    parse_metrics(&text)
+}
+
+async fn queue_depth(client: &Client) -> f64 {
     metric(
-        &parse_metrics(&text),
+        &series(client).await,
         "nhiwatch_queue_depth{queue=\"ingest\"}",
     )
 }
 
 async fn decide_depth(client: &Client) -> f64 {
-    let text = client
-        .get("/metrics", READ)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     metric(
-        &parse_metrics(&text),
+        &series(client).await,
         "nhiwatch_queue_depth{queue=\"decide\"}",
     )
 }

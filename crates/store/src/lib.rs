@@ -140,6 +140,11 @@ pub struct Receipt {
     pub duplicates: Counts,
     /// Items skipped because retention had already expired them.
     pub expired: Counts,
+    /// For each event the batch took ([`Batch::add_event`] returned `true`), in that order:
+    /// whether the store already held it, so that it was not stored again (a client's retry
+    /// of an acknowledged request). Empty when the batch held no events.
+    #[serde(skip)]
+    pub events_held: Vec<bool>,
 }
 
 /// One point of an identity's risk history.

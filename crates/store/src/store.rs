@@ -473,8 +473,12 @@ fn write_batch(
         let mut root = RootHasher::new();
         let (mut seq, mut first, mut last) = (0u32, i64::MAX, i64::MIN);
         for item in &batch.items[content.index()] {
+            let events = content == Content::Events;
             if cutoff.is_some_and(|cutoff| item.time < cutoff) {
                 *receipt.expired.get_mut(content) += 1;
+                if events {
+                    receipt.events_held.push(false);
+                }
                 continue;
             }
             let no = identities.number(&item.identity)?;
@@ -484,6 +488,9 @@ fn write_batch(
             } else {
                 items.get(key)?.is_some()
             };
+            if events {
+                receipt.events_held.push(stored);
+            }
             if stored {
                 *receipt.duplicates.get_mut(content) += 1;
                 continue;

@@ -216,6 +216,11 @@ fn re_appending_the_same_items_adds_nothing() {
     let receipt = store.append(&mut batch).unwrap();
     assert_eq!(receipt.batch, None);
     assert_eq!(receipt.duplicates.events, 101);
+    assert_eq!(
+        receipt.events_held,
+        vec![true; 100],
+        "one flag per event taken"
+    );
     assert_eq!(store.head().unwrap(), Some(head));
     assert_eq!(store.identity("role/a").unwrap().unwrap().events, 100);
 
@@ -223,8 +228,18 @@ fn re_appending_the_same_items_adds_nothing() {
     // finds it again.
     let mut undated = event(Source::Jsonl, "sha:00ff", "svc/x", T0, "app:Sync");
     undated.time_inferred = true;
+    // A batch mixing a new event with one already held says which is which.
     batch.add_event(&undated);
-    assert_eq!(store.append(&mut batch).unwrap().stored.events, 1);
+    batch.add_event(&event(
+        Source::Cloudtrail,
+        "e7",
+        "role/a",
+        T0 + 7 * HOUR,
+        "s3:GetObject",
+    ));
+    let receipt = store.append(&mut batch).unwrap();
+    assert_eq!(receipt.stored.events, 1);
+    assert_eq!(receipt.events_held, [false, true]);
     undated.time = Timestamp(T0 + DAY);
     batch.add_event(&undated);
     assert_eq!(store.append(&mut batch).unwrap().duplicates.events, 1);
