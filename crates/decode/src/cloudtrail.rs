@@ -26,7 +26,6 @@
 //! are read as aliases. A record without `eventName`, or with a value of the wrong type where a
 //! string is needed, is rejected with the field named.
 
-mod json;
 mod memo;
 
 use std::borrow::Cow;
@@ -35,8 +34,8 @@ use nhiwatch_model::{content_id, Event, Identity, IdentityKind, Outcome, Source,
 use serde_json::value::RawValue;
 
 use crate::aws;
+use crate::json::{self, Field, Json, Shape};
 use crate::{parse_time, DecodeError, RecordDecoder};
-use json::{Field, Json, Shape};
 use memo::{IdentityMemo, Probe};
 
 /// Decodes CloudTrail records. Its only state is a memo of the identities it resolved (see

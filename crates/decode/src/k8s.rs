@@ -102,18 +102,17 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 
 use nhiwatch_model::{
     content_id, ActionClass, Event, Identity, IdentityKind, Outcome, Source, Text, Timestamp,
 };
 use rustc_hash::FxHashMap;
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::agent::Str;
+use crate::json::{self, Field, Json, Shape};
 use crate::{parse_time, DecodeError, RecordDecoder};
 
 /// Decodes Kubernetes audit records, merging the stages of one request into one event.
@@ -348,166 +347,514 @@ fn decode_record<'a>(record: &'a str, keys: &RandomState) -> Result<Decoded<'a>,
             "not a Kubernetes audit event: expected a JSON object",
         ));
     }
-    let rec: Record<'a> = serde_json::from_str(text).map_err(|err| DecodeError::json(&err))?;
+    let rec = Record::read(text)?;
+    // The reader validated the whole record, skipped values included: the raw record needs no
+    // second parse.
     let raw: &'a RawValue = crate::raw::parsed_record(text)?;
     if let Some(payload) = rec.proto_payload {
-        return gke(&rec, payload, raw, keys);
+        return gke(rec, payload, raw, keys);
     }
-    if let Some(properties) = rec.properties {
-        return aks(&rec, properties, raw, keys);
+    if rec.properties.is_present() {
+        return aks(rec, raw, keys);
     }
-    native(&rec, Cow::Borrowed(raw), text, keys)
+    native(rec, Cow::Borrowed(raw), text, keys)
 }
 
-/// The fields read from a record, each kept as raw JSON until read with its name, so that a
-/// value of the wrong type is reported with its path.
-#[derive(Default, Deserialize)]
-#[serde(default)]
+// ---------------------------------------------------------------------------------------------
+// Reading a record: one pass of the JSON reader over its text, which keeps the values of the
+// keys below and skips (validating) everything else. Whether a record is a native event, a GKE
+// entry or an AKS wrapper is known only at its end, so values are kept as read and their types
+// checked when the decoder uses them: a wrong type is an error only where the decoder reads
+// the value, and is reported with its dotted path, in the order the decoder reads the fields.
+
+/// The members of a JSON object the decoder reads: each known key's value goes to its slot.
+trait Members<'a>: Default {
+    /// The known keys, as an error names one that appears twice (an alias by its first name).
+    const KEYS: &'static [&'static str];
+
+    /// Reads the value of `key` into its slot and returns the key's index in [`Members::KEYS`];
+    /// skips the value of any other key.
+    fn member(&mut self, json: &mut Json<'a>, key: &str) -> json::Result<Option<usize>>;
+}
+
+/// An object, read before the decoder knows whether it needs it: its members, or what is
+/// wrong with it, reported only if it is read ([`Object::read`]).
+#[derive(Default)]
+enum Object<T> {
+    /// Missing or `null`.
+    #[default]
+    Absent,
+    Members(T),
+    /// Not an object, but this ("a string", ...).
+    Not(&'static str),
+    /// An object with this known key twice: two values for one field, which readers of the
+    /// record would take differently, so none is taken.
+    Twice(&'static str),
+}
+
+impl<'a, T: Members<'a>> Object<T> {
+    /// Reads the next value, which should be an object.
+    fn parse(json: &mut Json<'a>) -> json::Result<Self> {
+        let mut members = T::default();
+        let (mut seen, mut twice) = (0u64, None);
+        let shape = json.object(|json, key| {
+            if let Some(index) = members.member(json, key)? {
+                let bit = 1u64 << (index % 64);
+                if seen & bit != 0 {
+                    twice = twice.or(T::KEYS.get(index).copied());
+                }
+                seen |= bit;
+            }
+            Ok(())
+        })?;
+        Ok(match (shape, twice) {
+            (Shape::Object, None) => Object::Members(members),
+            (Shape::Object, Some(key)) => Object::Twice(key),
+            (Shape::Null, _) => Object::Absent,
+            (Shape::Other(found), _) => Object::Not(found),
+        })
+    }
+
+    /// Whether the record has the object (or something else where it should be).
+    fn is_present(&self) -> bool {
+        !matches!(self, Object::Absent)
+    }
+
+    /// The members (none when the object is absent), or an error naming `field`.
+    fn read(self, field: &'static str) -> Result<T, DecodeError> {
+        match self {
+            Object::Absent => Ok(T::default()),
+            Object::Members(members) => Ok(members),
+            Object::Not(found) => Err(DecodeError::field(
+                field,
+                format!("expected an object, found {found}"),
+            )),
+            Object::Twice(key) => Err(DecodeError::field(
+                field,
+                format!("expected an object, found an object: duplicate field `{key}`"),
+            )),
+        }
+    }
+}
+
+/// The first string of an array of strings (`sourceIPs`, `user.extra` values); the other
+/// elements are skipped.
+#[derive(Default)]
+enum FirstString<'a> {
+    /// Missing, `null` or `[]`.
+    #[default]
+    Absent,
+    Text(Text<'a>),
+    /// Not an array, but this.
+    Not(&'static str),
+    /// An array whose first element is this, not a string.
+    NotText(&'static str),
+}
+
+impl<'a> FirstString<'a> {
+    /// Reads the next value, which should be an array of strings.
+    fn parse(json: &mut Json<'a>) -> json::Result<Self> {
+        if !json.at_array() {
+            return Ok(match json.field()? {
+                Field::Absent => FirstString::Absent,
+                other => FirstString::Not(other.found()),
+            });
+        }
+        let mut first = None;
+        json.array(|json| {
+            if first.is_some() {
+                return json.skip();
+            }
+            first = Some(match json.field()? {
+                Field::Text(text) => FirstString::Text(text),
+                other => FirstString::NotText(other.found()),
+            });
+            Ok(())
+        })?;
+        Ok(first.unwrap_or_default())
+    }
+
+    /// The string, when not empty; an error naming `field` when the value is not an array of
+    /// strings.
+    fn read(self, field: &'static str) -> Result<Option<Text<'a>>, DecodeError> {
+        let found = match self {
+            FirstString::Absent => return Ok(None),
+            FirstString::Text(text) => return Ok(Some(text).filter(|text| !text.is_empty())),
+            FirstString::Not(found) => found,
+            FirstString::NotText(element) => {
+                return Err(DecodeError::field(
+                    field,
+                    format!(
+                        "expected an array of strings, found an array: its first element is \
+                         {element}"
+                    ),
+                ))
+            }
+        };
+        Err(DecodeError::field(
+            field,
+            format!("expected an array of strings, found {found}"),
+        ))
+    }
+}
+
+/// A boolean field; an error naming `field` when not a boolean.
+fn boolean(value: Field<'_>, field: &'static str) -> Result<Option<bool>, DecodeError> {
+    match value {
+        Field::Absent => Ok(None),
+        Field::Bool(flag) => Ok(Some(flag)),
+        other => Err(DecodeError::field(
+            field,
+            format!("expected a boolean, found {}", other.found()),
+        )),
+    }
+}
+
+/// `responseStatus.code`: an integer from 0 to 65535 (not `200.0`, nor `"200"`).
+fn http_code(value: Field<'_>, field: &'static str) -> Result<Option<u16>, DecodeError> {
+    match value {
+        Field::Absent => Ok(None),
+        Field::Number(number) => number.parse().map(Some).map_err(|_| {
+            DecodeError::field(
+                field,
+                format!("expected an HTTP status code, found a number: {number} is not one"),
+            )
+        }),
+        other => Err(DecodeError::field(
+            field,
+            format!("expected an HTTP status code, found {}", other.found()),
+        )),
+    }
+}
+
+/// The fields read from a record: a native event's, and a GKE entry's and an AKS wrapper's
+/// own (their inner fields are read once the record is known to be one).
+#[derive(Default)]
 struct Record<'a> {
-    #[serde(borrow, rename = "auditID")]
-    audit_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    stage: Option<&'a RawValue>,
-    #[serde(borrow)]
-    verb: Option<&'a RawValue>,
-    #[serde(borrow, rename = "requestURI")]
-    request_uri: Option<&'a RawValue>,
-    #[serde(borrow, rename = "userAgent")]
-    user_agent: Option<&'a RawValue>,
-    #[serde(borrow, rename = "sourceIPs")]
-    source_ips: Option<&'a RawValue>,
-    #[serde(borrow)]
-    user: Option<&'a RawValue>,
-    #[serde(borrow, rename = "impersonatedUser")]
-    impersonated_user: Option<&'a RawValue>,
-    #[serde(borrow, rename = "objectRef")]
-    object_ref: Option<&'a RawValue>,
-    #[serde(borrow, rename = "responseStatus")]
-    response_status: Option<&'a RawValue>,
-    #[serde(borrow)]
-    annotations: Option<&'a RawValue>,
-    #[serde(borrow, rename = "stageTimestamp")]
-    stage_timestamp: Option<&'a RawValue>,
-    #[serde(borrow, rename = "requestReceivedTimestamp")]
-    request_received: Option<&'a RawValue>,
+    audit_id: Field<'a>,
+    stage: Field<'a>,
+    verb: Field<'a>,
+    request_uri: Field<'a>,
+    user_agent: Field<'a>,
+    source_ips: FirstString<'a>,
+    user: Object<User<'a>>,
+    impersonated_user: Object<User<'a>>,
+    object_ref: Object<ObjectRef<'a>>,
+    response_status: Object<ResponseStatus<'a>>,
+    annotations: Object<Annotations<'a>>,
+    stage_timestamp: Field<'a>,
+    request_received: Field<'a>,
     /// v1beta1's event time; GKE's entry time.
-    #[serde(borrow)]
-    timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
-    p_event_time: Option<&'a RawValue>,
+    timestamp: Field<'a>,
+    p_event_time: Field<'a>,
     // GKE Cloud Audit Logs.
-    #[serde(borrow, rename = "protoPayload")]
-    proto_payload: Option<&'a RawValue>,
-    #[serde(borrow, rename = "insertId")]
-    insert_id: Option<&'a RawValue>,
-    #[serde(borrow, rename = "receiveTimestamp")]
-    receive_timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
-    operation: Option<&'a RawValue>,
+    /// `protoPayload`'s text, when not null.
+    proto_payload: Option<&'a str>,
+    insert_id: Field<'a>,
+    receive_timestamp: Field<'a>,
+    operation: Object<Operation<'a>>,
     // AKS diagnostic logs.
-    #[serde(borrow)]
-    properties: Option<&'a RawValue>,
-    #[serde(borrow)]
-    time: Option<&'a RawValue>,
+    properties: Object<Properties<'a>>,
+    time: Field<'a>,
 }
 
-#[derive(Default, Deserialize)]
-#[serde(default)]
+impl<'a> Record<'a> {
+    /// Reads a record's text (an object: the caller checked that it starts with `{`).
+    fn read(text: &'a str) -> Result<Self, DecodeError> {
+        let mut json = Json::new(text);
+        let record = Object::<Record<'a>>::parse(&mut json)?;
+        json.finish()?;
+        match record {
+            Object::Members(record) => Ok(record),
+            Object::Twice(key) => Err(DecodeError::new(format!(
+                "invalid JSON: duplicate field `{key}`"
+            ))),
+            Object::Absent | Object::Not(_) => Err(DecodeError::new(
+                "not a Kubernetes audit event: expected a JSON object",
+            )),
+        }
+    }
+}
+
+impl<'a> Members<'a> for Record<'a> {
+    const KEYS: &'static [&'static str] = &[
+        "auditID",
+        "stage",
+        "verb",
+        "requestURI",
+        "userAgent",
+        "sourceIPs",
+        "user",
+        "impersonatedUser",
+        "objectRef",
+        "responseStatus",
+        "annotations",
+        "stageTimestamp",
+        "requestReceivedTimestamp",
+        "timestamp",
+        "p_event_time",
+        "protoPayload",
+        "insertId",
+        "receiveTimestamp",
+        "operation",
+        "properties",
+        "time",
+    ];
+
+    fn member(&mut self, json: &mut Json<'a>, key: &str) -> json::Result<Option<usize>> {
+        let (slot, index) = match key {
+            "auditID" => (&mut self.audit_id, 0),
+            "stage" => (&mut self.stage, 1),
+            "verb" => (&mut self.verb, 2),
+            "requestURI" => (&mut self.request_uri, 3),
+            "userAgent" => (&mut self.user_agent, 4),
+            "sourceIPs" => {
+                self.source_ips = FirstString::parse(json)?;
+                return Ok(Some(5));
+            }
+            "user" => {
+                self.user = Object::parse(json)?;
+                return Ok(Some(6));
+            }
+            "impersonatedUser" => {
+                self.impersonated_user = Object::parse(json)?;
+                return Ok(Some(7));
+            }
+            "objectRef" => {
+                self.object_ref = Object::parse(json)?;
+                return Ok(Some(8));
+            }
+            "responseStatus" => {
+                self.response_status = Object::parse(json)?;
+                return Ok(Some(9));
+            }
+            "annotations" => {
+                self.annotations = Object::parse(json)?;
+                return Ok(Some(10));
+            }
+            "stageTimestamp" => (&mut self.stage_timestamp, 11),
+            "requestReceivedTimestamp" => (&mut self.request_received, 12),
+            "timestamp" => (&mut self.timestamp, 13),
+            "p_event_time" => (&mut self.p_event_time, 14),
+            "protoPayload" => {
+                let payload = json.raw()?;
+                self.proto_payload = (payload != "null").then_some(payload);
+                return Ok(Some(15));
+            }
+            "insertId" => (&mut self.insert_id, 16),
+            "receiveTimestamp" => (&mut self.receive_timestamp, 17),
+            "operation" => {
+                self.operation = Object::parse(json)?;
+                return Ok(Some(18));
+            }
+            "properties" => {
+                self.properties = Object::parse(json)?;
+                return Ok(Some(19));
+            }
+            "time" => (&mut self.time, 20),
+            _ => return json.skip().map(|()| None),
+        };
+        *slot = json.field()?;
+        Ok(Some(index))
+    }
+}
+
+/// `user` and `impersonatedUser`.
+#[derive(Default)]
 struct User<'a> {
-    #[serde(borrow)]
-    username: Option<&'a RawValue>,
-    #[serde(borrow)]
-    extra: Option<&'a RawValue>,
+    username: Field<'a>,
+    extra: Object<Extra<'a>>,
+}
+
+impl<'a> Members<'a> for User<'a> {
+    const KEYS: &'static [&'static str] = &["username", "extra"];
+
+    fn member(&mut self, json: &mut Json<'a>, key: &str) -> json::Result<Option<usize>> {
+        let index = match key {
+            "username" => {
+                self.username = json.field()?;
+                0
+            }
+            "extra" => {
+                self.extra = Object::parse(json)?;
+                1
+            }
+            _ => return json.skip().map(|()| None),
+        };
+        Ok(Some(index))
+    }
 }
 
 /// `user.extra`: string arrays keyed by the authenticator. (Panther rewrites `.` and `/` in
 /// these keys: `authentication_kubernetes_io_slash_pod-name`.)
-#[derive(Default, Deserialize)]
-#[serde(default)]
+#[derive(Default)]
 struct Extra<'a> {
-    #[serde(
-        borrow,
-        rename = "authentication.kubernetes.io/credential-id",
-        alias = "authentication_kubernetes_io_slash_credential-id"
-    )]
-    credential_id: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        rename = "authentication.kubernetes.io/pod-name",
-        alias = "authentication_kubernetes_io_slash_pod-name"
-    )]
-    pod_name: Option<&'a RawValue>,
-    #[serde(borrow, rename = "accessKeyId")]
-    access_key_id: Option<&'a RawValue>,
-    #[serde(borrow, rename = "sessionName")]
-    session_name: Option<&'a RawValue>,
+    credential_id: FirstString<'a>,
+    pod_name: FirstString<'a>,
+    access_key_id: FirstString<'a>,
+    session_name: FirstString<'a>,
 }
 
-#[derive(Default, Deserialize)]
-#[serde(default)]
+impl<'a> Members<'a> for Extra<'a> {
+    const KEYS: &'static [&'static str] = &[
+        "authentication.kubernetes.io/credential-id",
+        "authentication.kubernetes.io/pod-name",
+        "accessKeyId",
+        "sessionName",
+    ];
+
+    fn member(&mut self, json: &mut Json<'a>, key: &str) -> json::Result<Option<usize>> {
+        let (slot, index) = match key {
+            "authentication.kubernetes.io/credential-id"
+            | "authentication_kubernetes_io_slash_credential-id" => (&mut self.credential_id, 0),
+            "authentication.kubernetes.io/pod-name"
+            | "authentication_kubernetes_io_slash_pod-name" => (&mut self.pod_name, 1),
+            "accessKeyId" => (&mut self.access_key_id, 2),
+            "sessionName" => (&mut self.session_name, 3),
+            _ => return json.skip().map(|()| None),
+        };
+        *slot = FirstString::parse(json)?;
+        Ok(Some(index))
+    }
+}
+
+#[derive(Default)]
 struct ObjectRef<'a> {
-    #[serde(borrow)]
-    resource: Option<&'a RawValue>,
-    #[serde(borrow)]
-    subresource: Option<&'a RawValue>,
-    #[serde(borrow)]
-    namespace: Option<&'a RawValue>,
-    #[serde(borrow)]
-    name: Option<&'a RawValue>,
+    resource: Field<'a>,
+    subresource: Field<'a>,
+    namespace: Field<'a>,
+    name: Field<'a>,
 }
 
-#[derive(Default, Deserialize)]
-#[serde(default)]
+impl<'a> Members<'a> for ObjectRef<'a> {
+    const KEYS: &'static [&'static str] = &["resource", "subresource", "namespace", "name"];
+
+    fn member(&mut self, json: &mut Json<'a>, key: &str) -> json::Result<Option<usize>> {
+        let (slot, index) = match key {
+            "resource" => (&mut self.resource, 0),
+            "subresource" => (&mut self.subresource, 1),
+            "namespace" => (&mut self.namespace, 2),
+            "name" => (&mut self.name, 3),
+            _ => return json.skip().map(|()| None),
+        };
+        *slot = json.field()?;
+        Ok(Some(index))
+    }
+}
+
+#[derive(Default)]
 struct ResponseStatus<'a> {
-    #[serde(borrow)]
-    code: Option<&'a RawValue>,
-    #[serde(borrow)]
-    reason: Option<&'a RawValue>,
-    #[serde(borrow)]
-    message: Option<&'a RawValue>,
+    code: Field<'a>,
+    reason: Field<'a>,
+    message: Field<'a>,
 }
 
-#[derive(Default, Deserialize)]
-#[serde(default)]
+impl<'a> Members<'a> for ResponseStatus<'a> {
+    const KEYS: &'static [&'static str] = &["code", "reason", "message"];
+
+    fn member(&mut self, json: &mut Json<'a>, key: &str) -> json::Result<Option<usize>> {
+        let (slot, index) = match key {
+            "code" => (&mut self.code, 0),
+            "reason" => (&mut self.reason, 1),
+            "message" => (&mut self.message, 2),
+            _ => return json.skip().map(|()| None),
+        };
+        *slot = json.field()?;
+        Ok(Some(index))
+    }
+}
+
+/// `annotations`: only the authorizer's decision is read.
+#[derive(Default)]
 struct Annotations<'a> {
-    #[serde(borrow, rename = "authorization.k8s.io/decision")]
-    decision: Option<&'a RawValue>,
+    decision: Field<'a>,
+}
+
+impl<'a> Members<'a> for Annotations<'a> {
+    const KEYS: &'static [&'static str] = &["authorization.k8s.io/decision"];
+
+    fn member(&mut self, json: &mut Json<'a>, key: &str) -> json::Result<Option<usize>> {
+        if key != "authorization.k8s.io/decision" {
+            return json.skip().map(|()| None);
+        }
+        self.decision = json.field()?;
+        Ok(Some(0))
+    }
+}
+
+/// An AKS record's `properties`.
+#[derive(Default)]
+struct Properties<'a> {
+    log: Field<'a>,
+}
+
+impl<'a> Members<'a> for Properties<'a> {
+    const KEYS: &'static [&'static str] = &["log"];
+
+    fn member(&mut self, json: &mut Json<'a>, key: &str) -> json::Result<Option<usize>> {
+        if key != "log" {
+            return json.skip().map(|()| None);
+        }
+        self.log = json.field()?;
+        Ok(Some(0))
+    }
+}
+
+/// A GKE entry's `operation`.
+#[derive(Default)]
+struct Operation<'a> {
+    id: Field<'a>,
+    first: Field<'a>,
+    last: Field<'a>,
+}
+
+impl<'a> Members<'a> for Operation<'a> {
+    const KEYS: &'static [&'static str] = &["id", "first", "last"];
+
+    fn member(&mut self, json: &mut Json<'a>, key: &str) -> json::Result<Option<usize>> {
+        let (slot, index) = match key {
+            "id" => (&mut self.id, 0),
+            "first" => (&mut self.first, 1),
+            "last" => (&mut self.last, 2),
+            _ => return json.skip().map(|()| None),
+        };
+        *slot = json.field()?;
+        Ok(Some(index))
+    }
 }
 
 /// Reads a native audit event. `raw` is what the event keeps (the record itself, or a
 /// placeholder the AKS wrapper replaces); `whole` is the record hashed for an id when it has no
 /// `auditID`.
 fn native<'a>(
-    rec: &Record<'a>,
+    rec: Record<'a>,
     raw: Cow<'a, RawValue>,
     whole: &str,
     keys: &RandomState,
 ) -> Result<Decoded<'a>, DecodeError> {
-    let verb = text(rec.verb, "verb")?;
-    let user = object::<User<'a>>(rec.user, "user")?.unwrap_or_default();
-    let username = text(user.username, "user.username")?;
+    let verb = rec.verb.nonempty("verb")?;
+    let user = rec.user.read("user")?;
+    let username = user.username.nonempty("user.username")?;
     if verb.is_none() && username.is_none() {
         return Err(DecodeError::field(
             "verb",
             "is missing, and so is user.username: an audit event says who did what",
         ));
     }
-    let impersonated = object::<User<'a>>(rec.impersonated_user, "impersonatedUser")?;
-    let target = match &impersonated {
-        Some(user) => text(user.username, "impersonatedUser.username")?,
-        None => None,
-    };
-    let extra = object::<Extra<'a>>(user.extra, "user.extra")?.unwrap_or_default();
-    let credential = first(
-        extra.credential_id,
-        "user.extra[authentication.kubernetes.io/credential-id]",
-    )?
-    .or(first(extra.access_key_id, "user.extra.accessKeyId")?);
-    let session = first(
-        extra.pod_name,
-        "user.extra[authentication.kubernetes.io/pod-name]",
-    )?
-    .or(first(extra.session_name, "user.extra.sessionName")?);
+    let impersonated = rec.impersonated_user.read("impersonatedUser")?;
+    let target = impersonated
+        .username
+        .nonempty("impersonatedUser.username")?;
+    let extra = user.extra.read("user.extra")?;
+    let credential = extra
+        .credential_id
+        .read("user.extra[authentication.kubernetes.io/credential-id]")?;
+    let access_key = extra.access_key_id.read("user.extra.accessKeyId")?;
+    let pod = extra
+        .pod_name
+        .read("user.extra[authentication.kubernetes.io/pod-name]")?;
+    let session_name = extra.session_name.read("user.extra.sessionName")?;
+    let (credential, session) = (credential.or(access_key), pod.or(session_name));
     let identity = match (target, username) {
         (Some(target), real) => Identity {
             kind: user_kind(&target),
@@ -524,35 +871,36 @@ fn native<'a>(
         (None, None) => Identity::new("unknown", IdentityKind::Unknown),
     };
 
-    let object_ref = object::<ObjectRef<'a>>(rec.object_ref, "objectRef")?.unwrap_or_default();
+    let object_ref = rec.object_ref.read("objectRef")?;
     let verb = verb.unwrap_or(Cow::Borrowed("unknown"));
-    let (action, action_class, resource) = match text(object_ref.resource, "objectRef.resource")? {
-        Some(kind) => {
-            let sub = text(object_ref.subresource, "objectRef.subresource")?;
-            let namespace = text(object_ref.namespace, "objectRef.namespace")?;
-            let name = text(object_ref.name, "objectRef.name")?;
-            let target = Target {
-                resource: &kind,
-                sub: sub.as_deref(),
-            };
-            let resource = object_path(namespace.as_deref(), &target, name.as_deref());
-            (
-                target.action(&verb),
-                classify(&verb, Some(&kind), sub.as_deref()),
-                Some(Cow::Owned(resource)),
-            )
-        }
-        None => {
-            let path = text(rec.request_uri, "requestURI")?.map(before_query);
-            let action = match path.as_deref().map(|p| p.trim_matches('/')) {
-                Some(p) if !p.is_empty() => format!("k8s:{verb}/{p}"),
-                _ => format!("k8s:{verb}"),
-            };
-            (action, classify(&verb, None, None), path)
-        }
-    };
+    let (action, action_class, resource) =
+        match object_ref.resource.nonempty("objectRef.resource")? {
+            Some(kind) => {
+                let sub = object_ref.subresource.nonempty("objectRef.subresource")?;
+                let namespace = object_ref.namespace.nonempty("objectRef.namespace")?;
+                let name = object_ref.name.nonempty("objectRef.name")?;
+                let target = Target {
+                    resource: &kind,
+                    sub: sub.as_deref(),
+                };
+                let resource = object_path(namespace.as_deref(), &target, name.as_deref());
+                (
+                    target.action(&verb),
+                    classify(&verb, Some(&kind), sub.as_deref()),
+                    Some(Cow::Owned(resource)),
+                )
+            }
+            None => {
+                let path = rec.request_uri.nonempty("requestURI")?.map(before_query);
+                let action = match path.as_deref().map(|p| p.trim_matches('/')) {
+                    Some(p) if !p.is_empty() => format!("k8s:{verb}/{p}"),
+                    _ => format!("k8s:{verb}"),
+                };
+                (action, classify(&verb, None, None), path)
+            }
+        };
 
-    let stage = match text(rec.stage, "stage")? {
+    let stage = match rec.stage.nonempty("stage")? {
         Some(name) => Some(Stage::parse(&name).ok_or_else(|| {
             DecodeError::field(
                 "stage",
@@ -564,15 +912,16 @@ fn native<'a>(
         })?),
         None => None,
     };
-    let status =
-        object::<ResponseStatus<'a>>(rec.response_status, "responseStatus")?.unwrap_or_default();
-    let code = read::<u16>(status.code, "responseStatus.code", "an HTTP status code")?;
-    let annotations =
-        object::<Annotations<'a>>(rec.annotations, "annotations")?.unwrap_or_default();
-    let forbidden =
-        text(annotations.decision, "annotations.decision")?.as_deref() == Some("forbid");
-    let reason = text(status.reason, "responseStatus.reason")?;
-    let message = text(status.message, "responseStatus.message")?;
+    let status = rec.response_status.read("responseStatus")?;
+    let code = http_code(status.code, "responseStatus.code")?;
+    let annotations = rec.annotations.read("annotations")?;
+    let forbidden = annotations
+        .decision
+        .nonempty("annotations.decision")?
+        .as_deref()
+        == Some("forbid");
+    let reason = status.reason.nonempty("responseStatus.reason")?;
+    let message = status.message.nonempty("responseStatus.message")?;
     let (outcome, error) = if stage == Some(Stage::Panic) {
         (
             Outcome::Error,
@@ -594,13 +943,13 @@ fn native<'a>(
         }
     };
 
-    let (time, time_inferred) = first_time(&[
+    let (time, time_inferred) = first_time([
         (rec.stage_timestamp, "stageTimestamp"),
         (rec.request_received, "requestReceivedTimestamp"),
         (rec.timestamp, "timestamp"),
         (rec.p_event_time, "p_event_time"),
     ])?;
-    let audit_id = text(rec.audit_id, "auditID")?;
+    let audit_id = rec.audit_id.nonempty("auditID")?;
     let staged = match (&audit_id, stage) {
         (Some(id), Some(stage)) => Some((keys.hash_one(&**id), stage)),
         _ => None,
@@ -618,8 +967,8 @@ fn native<'a>(
             resource,
             outcome,
             error,
-            src_ip: first(rec.source_ips, "sourceIPs")?,
-            user_agent: text(rec.user_agent, "userAgent")?,
+            src_ip: rec.source_ips.read("sourceIPs")?,
+            user_agent: rec.user_agent.nonempty("userAgent")?,
             bytes_out: None,
             records: None,
             raw,
@@ -628,22 +977,14 @@ fn native<'a>(
     })
 }
 
-#[derive(Default, Deserialize)]
-#[serde(default)]
-struct Properties<'a> {
-    #[serde(borrow)]
-    log: Option<&'a RawValue>,
-}
-
 /// An AKS diagnostic-log record: the audit event is the JSON text in `properties.log`.
 fn aks<'a>(
-    outer: &Record<'a>,
-    properties: &'a RawValue,
+    outer: Record<'a>,
     raw: &'a RawValue,
     keys: &RandomState,
 ) -> Result<Decoded<'a>, DecodeError> {
-    let properties = object::<Properties<'a>>(Some(properties), "properties")?.unwrap_or_default();
-    let log = text(properties.log, "properties.log")?.ok_or_else(|| {
+    let properties = outer.properties.read("properties")?;
+    let log = properties.log.nonempty("properties.log")?.ok_or_else(|| {
         DecodeError::field(
             "properties.log",
             "is missing: an AKS kube-audit record carries the audit event there",
@@ -663,14 +1004,13 @@ fn aks<'a>(
         }),
         reason: err.reason,
     };
-    let inner: Record<'_> =
-        serde_json::from_str(inner_text).map_err(|err| within(DecodeError::json(&err)))?;
-    let decoded = native(&inner, Cow::Borrowed(RawValue::NULL), raw.get(), keys).map_err(within)?;
+    let inner = Record::read(inner_text).map_err(within)?;
+    let decoded = native(inner, Cow::Borrowed(RawValue::NULL), raw.get(), keys).map_err(within)?;
     let mut event = decoded.event.into_owned();
     event.raw = Cow::Borrowed(raw);
     if event.time_inferred {
         let (time, inferred) =
-            first_time(&[(outer.time, "time"), (outer.p_event_time, "p_event_time")])?;
+            first_time([(outer.time, "time"), (outer.p_event_time, "p_event_time")])?;
         if !inferred {
             (event.time, event.time_inferred) = (time, false);
         }
@@ -680,6 +1020,10 @@ fn aks<'a>(
         staged: decoded.staged,
     })
 }
+
+// A GKE entry's `protoPayload` is read with serde_json (GKE entries are a small share of
+// Kubernetes audit volume): the reader hands over its text, already validated, as a borrowed
+// `RawValue`, and each field is read with its dotted path.
 
 #[derive(Default, Deserialize)]
 #[serde(default)]
@@ -736,27 +1080,17 @@ struct Grant {
     granted: Option<bool>,
 }
 
-#[derive(Default, Deserialize)]
-#[serde(default)]
-struct Operation<'a> {
-    #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    first: Option<&'a RawValue>,
-    #[serde(borrow)]
-    last: Option<&'a RawValue>,
-}
-
 /// gRPC's PERMISSION_DENIED and UNAUTHENTICATED.
 const GRPC_DENIED: [i64; 2] = [7, 16];
 
-/// A GKE Cloud Audit Logs entry for the Kubernetes API.
+/// A GKE Cloud Audit Logs entry for the Kubernetes API; `payload` is its `protoPayload`'s text.
 fn gke<'a>(
-    rec: &Record<'a>,
-    payload: &'a RawValue,
+    rec: Record<'a>,
+    payload: &'a str,
     raw: &'a RawValue,
     keys: &RandomState,
 ) -> Result<Decoded<'a>, DecodeError> {
+    let payload = crate::raw::parsed_record(payload)?;
     let payload = object::<ProtoPayload<'a>>(Some(payload), "protoPayload")?.unwrap_or_default();
     if let Some(service) = text(payload.service_name, "protoPayload.serviceName")? {
         if service != "k8s.io" {
@@ -866,10 +1200,10 @@ fn gke<'a>(
         )?,
     };
 
-    let operation = object::<Operation<'a>>(rec.operation, "operation")?.unwrap_or_default();
-    let operation_id = text(operation.id, "operation.id")?;
-    let first_entry = read::<bool>(operation.first, "operation.first", "a boolean")?;
-    let last_entry = read::<bool>(operation.last, "operation.last", "a boolean")?;
+    let operation = rec.operation.read("operation")?;
+    let operation_id = operation.id.nonempty("operation.id")?;
+    let first_entry = boolean(operation.first, "operation.first")?;
+    let last_entry = boolean(operation.last, "operation.last")?;
     let stage = match (first_entry, last_entry) {
         (_, Some(true)) => Some(Stage::ResponseComplete),
         (Some(true), _) => Some(Stage::ResponseStarted),
@@ -879,11 +1213,11 @@ fn gke<'a>(
         (Some(id), Some(stage)) => Some((keys.hash_one(&**id), stage)),
         _ => None,
     };
-    let id = match text(rec.insert_id, "insertId")? {
+    let id = match rec.insert_id.nonempty("insertId")? {
         Some(id) => id,
         None => operation_id.unwrap_or_else(|| Cow::Owned(content_id(raw.get().as_bytes()))),
     };
-    let (time, time_inferred) = first_time(&[
+    let (time, time_inferred) = first_time([
         (rec.timestamp, "timestamp"),
         (rec.receive_timestamp, "receiveTimestamp"),
         (rec.p_event_time, "p_event_time"),
@@ -1173,20 +1507,9 @@ fn status_reason(code: u16) -> Text<'static> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Field readers, shared with the GitHub decoder: every field is captured as raw JSON and read
-// with its dotted path, so that a value of the wrong type is rejected with the field named.
-
-/// What a JSON value is, in words.
-fn found(raw: &RawValue) -> &'static str {
-    match raw.get().as_bytes().first() {
-        Some(b'"') => "a string",
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a number",
-    }
-}
+// serde_json field readers, for a GKE entry's `protoPayload` and the GitHub decoder: every field
+// is captured as raw JSON and read with its dotted path, so that a value of the wrong type is
+// rejected with the field named.
 
 /// Reads `field` as a `T`; `None` when absent or null. A value of another type is an error
 /// naming the field and saying what was expected.
@@ -1205,7 +1528,10 @@ pub(crate) fn read<'a, T: Deserialize<'a>>(
         }
         DecodeError::field(
             field,
-            format!("expected {expected}, found {}: {detail}", found(raw)),
+            format!(
+                "expected {expected}, found {}: {detail}",
+                json::found(raw.get())
+            ),
         )
     })
 }
@@ -1218,7 +1544,7 @@ fn object<'a, T: Deserialize<'a>>(
     match raw {
         Some(value) if !value.get().starts_with('{') => Err(DecodeError::field(
             field,
-            format!("expected an object, found {}", found(value)),
+            format!("expected an object, found {}", json::found(value.get())),
         )),
         _ => read(raw, field, "an object"),
     }
@@ -1234,44 +1560,13 @@ pub(crate) fn text<'a>(
         .filter(|s| !s.is_empty()))
 }
 
-/// Reads the first string of an array of strings (`sourceIPs`, `user.extra` values).
-fn first<'a>(
-    raw: Option<&'a RawValue>,
-    field: &'static str,
-) -> Result<Option<Text<'a>>, DecodeError> {
-    Ok(read::<First<'a>>(raw, field, "an array of strings")?
-        .and_then(|f| f.0)
-        .filter(|s| !s.is_empty()))
-}
-
-/// The first string of a JSON array; the rest is skipped.
-struct First<'a>(Option<Text<'a>>);
-
-impl<'de> Deserialize<'de> for First<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FirstVisitor;
-        impl<'de> Visitor<'de> for FirstVisitor {
-            type Value = First<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of strings")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<First<'de>, A::Error> {
-                let first = seq.next_element::<Str<'de>>()?.map(|s| s.0);
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(First(first))
-            }
-        }
-        deserializer.deserialize_seq(FirstVisitor)
-    }
-}
-
 /// The first readable time among `candidates`, else now (`true`: inferred). A present but
 /// unreadable time (`"redacted"`) is passed over; a time of the wrong JSON type is an error.
-pub(crate) fn first_time(
-    candidates: &[(Option<&RawValue>, &'static str)],
+fn first_time<'a>(
+    candidates: impl IntoIterator<Item = (Field<'a>, &'static str)>,
 ) -> Result<(Timestamp, bool), DecodeError> {
-    for &(raw, field) in candidates {
-        if let Some(time) = text(raw, field)?.as_deref().and_then(parse_time) {
+    for (value, field) in candidates {
+        if let Some(time) = value.text(field)?.as_deref().and_then(parse_time) {
             return Ok((time, false));
         }
     }
@@ -1748,6 +2043,51 @@ mod tests {
     }
 
     #[test]
+    fn wrong_types_are_reported_only_where_the_decoder_reads() {
+        let reasons = [
+            (
+                r#"{"verb":"get","user":{"username":"u"},"sourceIPs":[7,"1.2.3.4"]}"#,
+                "field `sourceIPs`: expected an array of strings, found an array: its first \
+                 element is a number",
+            ),
+            (
+                r#"{"verb":"get","user":{"username":"u"},"responseStatus":{"code":200.0}}"#,
+                "field `responseStatus.code`: expected an HTTP status code, found a number: 200.0 \
+                 is not one",
+            ),
+            (
+                r#"{"verb":"get","user":{"username":"u","username":"v"}}"#,
+                "field `user`: expected an object, found an object: duplicate field `username`",
+            ),
+            (
+                r#"{"verb":"get","user":{"username":"u"},"verb":"list"}"#,
+                "invalid JSON: duplicate field `verb`",
+            ),
+            (
+                r#"{"verb":"get","user":{"username":"u"},"operation":{"first":1}}"#,
+                "",
+            ),
+            (
+                r#"{"verb":"get","user":{"username":"u"},"requestObject":{"a":1,"a":[}}"#,
+                "invalid JSON at column 67: expected a JSON value",
+            ),
+        ];
+        for (record, reason) in reasons {
+            match K8sAuditDecoder::default().decode(record, &mut |_| {}) {
+                Ok(()) => assert_eq!(reason, "", "{record}"),
+                Err(err) => assert_eq!(err.to_string(), reason, "{record}"),
+            }
+        }
+        // The fields of the other shapes are not read: a GKE entry's `user`, an AKS
+        // wrapper's `verb`.
+        let gke =
+            r#"{"protoPayload":{"methodName":"io.k8s.core.v1.pods.list"},"user":7,"verb":[]}"#;
+        assert_eq!(one(gke).action, "k8s:list/pods");
+        let aks = r#"{"verb":{},"properties":{"log":"{\"verb\":\"get\"}"}}"#;
+        assert_eq!(one(aks).action, "k8s:get");
+    }
+
+    #[test]
     fn aks_records_carry_the_event_in_properties_log() {
         let record = r#"{"time":"2024-03-20T10:00:00.5Z","category":"kube-audit","operationName":"Microsoft.ContainerService/managedClusters/diagnosticLogs/Read","properties":{"log":"{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"verb\":\"create\",\"user\":{\"username\":\"system:serviceaccount:default:backdoor-sa\"},\"sourceIPs\":[\"1.2.3.4\"],\"objectRef\":{\"resource\":\"serviceaccounts\",\"subresource\":\"token\",\"namespace\":\"default\",\"name\":\"backdoor-sa\",\"apiVersion\":\"v1\"},\"responseStatus\":{\"code\":201}}","stream":"stdout","pod":"kube-apiserver-5f6"}}"#;
         let event = one(record);
@@ -1880,5 +2220,47 @@ mod tests {
             }
             decoder.finish(&mut |_| {});
         }
+
+        /// The reader refuses a record as JSON exactly when serde_json refuses its text.
+        #[test]
+        fn records_are_refused_as_json_exactly_when_serde_json_refuses_them(
+            edits in proptest::collection::vec(
+                (
+                    any::<proptest::sample::Index>(),
+                    0u8..3,
+                    proptest::sample::select(&JSON_CHARS[..]),
+                ),
+                1..4,
+            ),
+        ) {
+            let mut record: Vec<char> = GET_SECRET.chars().collect();
+            for (at, edit, c) in edits {
+                let i = at.index(record.len());
+                match edit {
+                    0 => {
+                        record.remove(i);
+                    }
+                    1 => record.insert(i, c),
+                    _ => record[i] = c,
+                }
+            }
+            let record: String = record.into_iter().collect();
+            let theirs = serde_json::from_str::<serde::de::IgnoredAny>(&record).is_ok();
+            let ours = K8sAuditDecoder::default().decode(&record, &mut |_| {});
+            let refused = matches!(
+                &ours,
+                Err(err) if err.field.is_none() && err.reason.starts_with("invalid JSON at")
+            );
+            if record.trim_ascii().starts_with('{') {
+                prop_assert_eq!(refused, !theirs, "{} {:?}", record, ours);
+            } else {
+                prop_assert!(ours.is_err());
+            }
+        }
     }
+
+    /// Characters that make and break JSON, for random edits.
+    const JSON_CHARS: [char; 17] = [
+        '"', '\\', ',', ':', '{', '}', '[', ']', '-', '.', 'e', '0', 'n', 't', ' ', '\u{1}', 'é',
+    ];
 }

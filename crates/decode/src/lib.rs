@@ -23,6 +23,7 @@ pub mod agent;
 pub mod aws;
 pub mod cloudtrail;
 pub mod github;
+mod json;
 pub mod k8s;
 pub mod mapped;
 pub mod normalised;

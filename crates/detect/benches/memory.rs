@@ -147,7 +147,10 @@ fn mib(kib: u64) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter naming another benchmark skips this one.
-    if std::env::args().skip(1).any(|arg| !arg.starts_with('-') && arg != "memory") {
+    if std::env::args()
+        .skip(1)
+        .any(|arg| !arg.starts_with('-') && arg != "memory")
+    {
         return;
     }
     let identities: u64 = std::env::var("NHIWATCH_BENCH_IDENTITIES")
@@ -182,7 +185,9 @@ fn main() {
     );
 
     let started = Instant::now();
-    let policy = Arc::new(Policy::parse(POLICY, "memory-bench policy", None).expect("the bench policy loads"));
+    let policy = Arc::new(
+        Policy::parse(POLICY, "memory-bench policy", None).expect("the bench policy loads"),
+    );
     let mut engine = Engine::with_baseline(
         Some(policy),
         EngineConfig::default(),

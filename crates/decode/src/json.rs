@@ -2,10 +2,11 @@
 //! same grammar serde_json accepts) in one pass and hands out the values the caller asks for,
 //! borrowed from the text when they have no escapes.
 //!
-//! CloudTrail decoding reads a dozen fields out of records of a kilobyte or more and skips the
-//! rest. serde's derived deserializers spend most of their time on that skipping and on moving
-//! field structs about; this reader skips with a few instructions per token and finds the ends
-//! of strings through bit masks computed for 64 bytes at a time, which is what lets decoding keep
+//! The CloudTrail and Kubernetes audit decoders read a dozen fields out of records of a kilobyte
+//! or more and skip the rest (request parameters, request and response objects, annotations).
+//! serde's derived deserializers spend most of their time on that skipping and on moving field
+//! structs about; this reader skips with a few instructions per token and finds the ends of
+//! strings through bit masks computed for 64 bytes at a time, which is what lets decoding keep
 //! up with the reader (see `benches/decode.rs`).
 
 use std::borrow::Cow;
@@ -14,26 +15,27 @@ use nhiwatch_model::Text;
 
 use crate::DecodeError;
 
-/// Containers nested deeper than this are refused, as serde_json refuses them, so that a hostile
-/// record cannot exhaust the stack.
+/// Containers nested deeper than this are refused, so that a hostile record cannot exhaust the
+/// stack: serde_json refuses them in the values it deserializes (and skips deeper ones without
+/// recursing); this reader recurses as it skips, so it refuses them anywhere.
 const MAX_DEPTH: u32 = 128;
 
 /// A JSON value where a string is expected: absent (missing or `null`), a string, a boolean, a
-/// number, or a container (named for error messages).
+/// number (its text), or a container (named for error messages).
 #[derive(Debug, Default, Clone, PartialEq)]
-pub(super) enum Field<'a> {
+pub(crate) enum Field<'a> {
     #[default]
     Absent,
     Text(Text<'a>),
     Bool(bool),
-    Number(f64),
+    Number(&'a str),
     Container(&'static str),
 }
 
 impl<'a> Field<'a> {
     /// The string, `None` when absent, an error naming `name` when of another type.
     #[inline]
-    pub(super) fn text(
+    pub(crate) fn text(
         self,
         name: &'static str,
     ) -> std::result::Result<Option<Text<'a>>, DecodeError> {
@@ -45,7 +47,7 @@ impl<'a> Field<'a> {
 
     /// Like [`Field::text`], with an empty string taken as absent.
     #[inline]
-    pub(super) fn nonempty(
+    pub(crate) fn nonempty(
         self,
         name: &'static str,
     ) -> std::result::Result<Option<Text<'a>>, DecodeError> {
@@ -54,25 +56,33 @@ impl<'a> Field<'a> {
 
     /// Like [`Field::text`], without giving the string up.
     #[inline]
-    pub(super) fn as_str(
+    pub(crate) fn as_str(
         &self,
         name: &'static str,
     ) -> std::result::Result<Option<&str>, DecodeError> {
-        let found = match self {
-            Field::Absent => return Ok(None),
-            Field::Text(text) => return Ok(Some(text)),
+        match self {
+            Field::Absent => Ok(None),
+            Field::Text(text) => Ok(Some(text)),
+            other => Err(DecodeError::field(
+                name,
+                format!("expected a string, found {}", other.found()),
+            )),
+        }
+    }
+
+    /// What the value is, in words: "a string", "a number", "an array", ... ("null" when absent).
+    pub(crate) fn found(&self) -> &'static str {
+        match self {
+            Field::Absent => "null",
+            Field::Text(_) => "a string",
             Field::Bool(_) => "a boolean",
             Field::Number(_) => "a number",
             Field::Container(found) => found,
-        };
-        Err(DecodeError::field(
-            name,
-            format!("expected a string, found {found}"),
-        ))
+        }
     }
 
     /// The string when it is one and not empty: for values that are only hints.
-    pub(super) fn into_text(self) -> Option<Text<'a>> {
+    pub(crate) fn into_text(self) -> Option<Text<'a>> {
         match self {
             Field::Text(text) if !text.is_empty() => Some(text),
             _ => None,
@@ -80,7 +90,7 @@ impl<'a> Field<'a> {
     }
 
     /// `true` or `"true"`; anything else is false.
-    pub(super) fn flag(&self) -> bool {
+    pub(crate) fn flag(&self) -> bool {
         match self {
             Field::Bool(flag) => *flag,
             Field::Text(text) => text.eq_ignore_ascii_case("true"),
@@ -89,9 +99,10 @@ impl<'a> Field<'a> {
     }
 
     /// A non-negative count, from a number (CloudTrail writes `500.0`) or a numeric string.
-    pub(super) fn count(&self) -> Option<u64> {
-        let value = match self {
-            Field::Number(value) => *value,
+    pub(crate) fn count(&self) -> Option<u64> {
+        let value: f64 = match self {
+            // The grammar was checked, so Rust's float syntax (a superset) accepts a number.
+            Field::Number(number) => number.parse().ok()?,
             Field::Text(text) => text.trim().parse().ok()?,
             _ => return None,
         };
@@ -102,7 +113,7 @@ impl<'a> Field<'a> {
 
 /// What a value turned out to be when an object was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Shape {
+pub(crate) enum Shape {
     /// An object, whose members were handed to the caller.
     Object,
     /// `null`.
@@ -114,7 +125,7 @@ pub(super) enum Shape {
 /// Where and why a text is not JSON. Small and `Copy`, so that the hot paths pass results in
 /// registers; it becomes a [`DecodeError`] at the edge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Error {
+pub(crate) struct Error {
     /// Byte offset.
     at: usize,
     what: &'static str,
@@ -131,10 +142,10 @@ impl From<Error> for DecodeError {
 }
 
 /// A reader result.
-pub(super) type Result<T> = std::result::Result<T, Error>;
+pub(crate) type Result<T> = std::result::Result<T, Error>;
 
 /// Reads one JSON text.
-pub(super) struct Json<'a> {
+pub(crate) struct Json<'a> {
     text: &'a str,
     pos: usize,
     depth: u32,
@@ -157,7 +168,7 @@ struct Marks {
 
 impl<'a> Json<'a> {
     /// A reader at the start of `text`.
-    pub(super) fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         Json {
             text,
             pos: 0,
@@ -168,7 +179,7 @@ impl<'a> Json<'a> {
     }
 
     /// Checks that nothing but whitespace follows the value just read.
-    pub(super) fn finish(&mut self) -> Result<()> {
+    pub(crate) fn finish(&mut self) -> Result<()> {
         match self.peek() {
             None => Ok(()),
             Some(_) => Err(self.error("trailing characters after the JSON value")),
@@ -178,7 +189,7 @@ impl<'a> Json<'a> {
     /// Reads an object, calling `member` with each key; `member` must read the value (with any
     /// method of this reader, [`Json::skip`] when it has no use for it). A value that is not an
     /// object is skipped and its shape returned.
-    pub(super) fn object(
+    pub(crate) fn object(
         &mut self,
         mut member: impl FnMut(&mut Self, &str) -> Result<()>,
     ) -> Result<Shape> {
@@ -223,7 +234,7 @@ impl<'a> Json<'a> {
 
     /// Reads an array, calling `element` for each element, which must read it. A value that is
     /// not an array is skipped.
-    pub(super) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
+    pub(crate) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
         if self.peek() != Some(b'[') {
             return self.skip();
         }
@@ -246,7 +257,7 @@ impl<'a> Json<'a> {
     }
 
     /// Reads a value where a string is expected (containers are skipped).
-    pub(super) fn field(&mut self) -> Result<Field<'a>> {
+    pub(crate) fn field(&mut self) -> Result<Field<'a>> {
         Ok(match self.peek() {
             Some(b'"') => Field::Text(self.string()?),
             Some(b'n') => {
@@ -261,11 +272,7 @@ impl<'a> Json<'a> {
                 self.literal(b"false")?;
                 Field::Bool(false)
             }
-            Some(b'-' | b'0'..=b'9') => {
-                let number = self.number()?;
-                // The grammar was checked, so Rust's float syntax (a superset) accepts it.
-                Field::Number(number.parse().unwrap_or(f64::NAN))
-            }
+            Some(b'-' | b'0'..=b'9') => Field::Number(self.number()?),
             Some(b'[') => {
                 self.skip()?;
                 Field::Container("an array")
@@ -278,38 +285,43 @@ impl<'a> Json<'a> {
         })
     }
 
+    /// Whether the next value is an array (which [`Json::array`] would open).
+    pub(crate) fn at_array(&mut self) -> bool {
+        self.peek() == Some(b'[')
+    }
+
     /// Reads any value and returns its text, for reading again later.
-    pub(super) fn raw(&mut self) -> Result<&'a str> {
+    pub(crate) fn raw(&mut self) -> Result<&'a str> {
         let start = self.position();
         self.skip()?;
         Ok(self.since(start))
     }
 
     /// Where the next value starts.
-    pub(super) fn position(&mut self) -> usize {
+    pub(crate) fn position(&mut self) -> usize {
         self.peek();
         self.pos
     }
 
     /// The text read since `start` (a [`Json::position`]).
-    pub(super) fn since(&self, start: usize) -> &'a str {
+    pub(crate) fn since(&self, start: usize) -> &'a str {
         self.text.get(start..self.pos).unwrap_or_default()
     }
 
     /// The text from the next value to the end.
-    pub(super) fn rest(&mut self) -> &'a str {
+    pub(crate) fn rest(&mut self) -> &'a str {
         self.peek();
         self.text.get(self.pos..).unwrap_or_default()
     }
 
     /// Steps over the next `len` bytes, which the caller knows to be one whole value: the same
     /// bytes as a value this reader's grammar accepted before at the same depth.
-    pub(super) fn step_over(&mut self, len: usize) {
+    pub(crate) fn step_over(&mut self, len: usize) {
         self.pos += len;
     }
 
     /// Reads any value without keeping it (validating it all the same).
-    pub(super) fn skip(&mut self) -> Result<()> {
+    pub(crate) fn skip(&mut self) -> Result<()> {
         match self.peek() {
             Some(b'"') => {
                 let (end, _) = self.string_end()?;
@@ -329,12 +341,7 @@ impl<'a> Json<'a> {
 
     /// Skips a value that is neither an object nor null, naming its shape.
     fn skip_other(&mut self) -> Result<Shape> {
-        let shape = match self.peek() {
-            Some(b'"') => "a string",
-            Some(b'[') => "an array",
-            Some(b't' | b'f') => "a boolean",
-            _ => "a number",
-        };
+        let shape = found(self.rest());
         self.skip()?;
         Ok(Shape::Other(shape))
     }
@@ -552,6 +559,19 @@ impl<'a> Json<'a> {
     }
 }
 
+/// What the JSON value that `value` starts with is, in words ("a string", "null", ...): its
+/// first byte tells.
+pub(crate) fn found(value: &str) -> &'static str {
+    match value.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
 /// The index after the ASCII digits starting at `i`.
 fn digits(bytes: &[u8], mut i: usize) -> usize {
     while bytes.get(i).is_some_and(u8::is_ascii_digit) {
@@ -716,10 +736,37 @@ mod tests {
             "field `x`: expected a string, found a number"
         );
         assert_eq!(field("null").text("x").unwrap(), None);
+        assert_eq!(
+            field("2.50e1"),
+            Field::Number("2.50e1"),
+            "numbers keep their text"
+        );
+        let found: Vec<_> = ["null", "\"s\"", "true", "-1", "[]", "{}"]
+            .map(|text| field(text).found())
+            .into();
+        assert_eq!(
+            found,
+            [
+                "null",
+                "a string",
+                "a boolean",
+                "a number",
+                "an array",
+                "an object"
+            ]
+        );
         assert!(field("true").flag() && field(r#""True""#).flag() && !field("1").flag());
         assert_eq!(field("500.0").count(), Some(500));
         assert_eq!(field(r#"" 42 ""#).count(), Some(42));
         assert_eq!(field("-1").count(), None);
+    }
+
+    #[test]
+    fn arrays_are_told_before_they_are_read() {
+        let mut json = Json::new(r#" [1] {"a":[]}"#);
+        assert!(json.at_array());
+        json.skip().unwrap();
+        assert!(!json.at_array());
     }
 
     #[test]
