@@ -68,9 +68,16 @@ fn has(finder: &Finder<'_>, text: &[u8]) -> bool {
 /// (the reader then uses the generic mapping, if one is configured).
 pub fn sniff(record: &str) -> Option<Format> {
     // CloudTrail writes `eventVersion` first (S3 delivery, CloudTrail Lake, EventBridge
-    // exports), and no other format has that key: the common case needs no scan at all.
-    if first_key(record.trim_start()) == Some("eventVersion") {
-        return Some(Format::CloudTrail);
+    // exports), and no other format has that key; kube-apiserver writes `kind` then
+    // `apiVersion` (`{"kind":"Event","apiVersion":"audit.k8s.io/v1",...`). The common cases
+    // need one short look, not a scan of the whole record.
+    let start = record.trim_start();
+    match first_key(start) {
+        Some("eventVersion") => return Some(Format::CloudTrail),
+        Some("kind") if has(&AUDIT_API, &start.as_bytes()[..start.len().min(96)]) => {
+            return Some(Format::K8sAudit)
+        }
+        _ => {}
     }
     let b = record.as_bytes();
     if has(&ACTION_CLASS, b) && has(&RAW, b) {
