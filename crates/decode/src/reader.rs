@@ -248,7 +248,11 @@ impl Reader {
             if entry.is_dir() {
                 continue;
             }
-            let entry_name = format!("{name}!{}", entry.name());
+            // A name that does not decode still names the entry, lossily.
+            let entry_name = match entry.name() {
+                Ok(inner) => format!("{name}!{inner}"),
+                Err(_) => format!("{name}!{}", String::from_utf8_lossy(entry.name_raw())),
+            };
             let mut buffered = BufReader::with_capacity(256 * 1024, &mut entry);
             self.read_buffered(&entry_name, &mut buffered, 1, sinks);
         }

@@ -213,3 +213,16 @@ fn binary_garbage_and_empty_inputs_end_in_rejects_or_nothing() {
         assert!(outcome.ids.is_empty() && outcome.rejects.is_empty());
     }
 }
+
+#[test]
+fn a_zip_with_an_empty_extended_timestamp_field_is_rejected_not_a_panic() {
+    // Found by the `read_input` fuzz target: the OTRF archive with its central directory's
+    // extended-timestamp extra field cut to zero bytes. zip 4.6.1 panicked on it (an unsigned
+    // underflow, zip-rs/zip2#404); the archive is now refused with a reject naming the input.
+    let archive = include_bytes!("data/zip-empty-extended-timestamp.zip");
+    let outcome = read(archive, ReadOptions::default());
+    assert!(outcome.ids.is_empty(), "{:?}", outcome.ids);
+    assert_eq!(outcome.rejects.len(), 1, "one reject for the archive");
+    let reject = outcome.rejects[0].to_string();
+    assert!(reject.contains("hostile"), "{reject}");
+}
