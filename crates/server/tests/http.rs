@@ -287,6 +287,18 @@ fn metric(series: &[(String, f64)], name: &str) -> f64 {
         .1
 }
 
+/// Posts [`records_file`] (again), which must be accepted; the answer.
+async fn post_records_again(client: &Client) -> Value {
+    let response = client
+        .post("/v1/events", INGEST)
+        .body(records_file())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    response.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn cloudtrail_gzip_is_ingested_durably_and_findings_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -325,14 +337,7 @@ async fn cloudtrail_gzip_is_ingested_durably_and_findings_survive_a_restart() {
 
     // A client retrying the first request (its answer lost): acknowledged again, stored and
     // judged once (the counts below and the engine's stay at 5).
-    let response = client
-        .post("/v1/events", INGEST)
-        .body(records_file())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert_eq!(response.json::<Value>().await.unwrap()["accepted"], 4);
+    assert_eq!(post_records_again(&client).await["accepted"], 4);
     let repeated = metric(&series(&client).await, "nhiwatch_events_repeated_total");
     assert_eq!(repeated, 4.0);
 
@@ -365,13 +370,7 @@ async fn cloudtrail_gzip_is_ingested_durably_and_findings_survive_a_restart() {
     assert_eq!(identities["identities"][0]["events"], 5);
     // Re-sending the same file stores nothing twice (natural keys), is still accepted, and
     // the new server's engine does not judge what the store already held.
-    let response = client
-        .post("/v1/events", INGEST)
-        .body(records_file())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    post_records_again(&client).await;
     let summary = running.shutdown().await.unwrap();
     assert_eq!(summary.engine.events, 0);
 }
