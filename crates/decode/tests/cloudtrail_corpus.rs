@@ -5,29 +5,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use nhiwatch_decode::{ReadOptions, Reader, Reject, Sinks};
 use nhiwatch_model::{ActionClass, Event, IdentityKind, Outcome, Source};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus");
+mod common;
 
-/// Everything a reader makes of some input, in input order.
-struct Read {
-    events: Vec<Event<'static>>,
-    rejects: Vec<Reject>,
-}
-
-fn read(feed: impl FnOnce(&mut Reader, &mut Sinks<'_>)) -> Read {
-    let mut events = Vec::new();
-    let mut rejects = Vec::new();
-    let mut reader = Reader::new(ReadOptions::default(), None);
-    let mut sinks = Sinks {
-        event: &mut |event| events.push(event.into_owned()),
-        reject: &mut |reject| rejects.push(reject),
-    };
-    feed(&mut reader, &mut sinks);
-    reader.finish(&mut sinks);
-    Read { events, rejects }
-}
+use common::{read, CORPUS};
 
 #[test]
 fn every_panther_cloudtrail_rule_test_log_normalises() {

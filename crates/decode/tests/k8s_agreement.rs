@@ -26,7 +26,9 @@ use nhiwatch_decode::RecordDecoder;
 use nhiwatch_model::Event;
 use serde_json::{json, Map, Value};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus");
+mod common;
+
+use common::CORPUS;
 const EXPECTED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/data/k8s_agreement.jsonl.gz"
