@@ -1347,22 +1347,7 @@ mod tests {
             edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 0u8..3, proptest::prelude::any::<char>()), 1..8),
         ) {
             let mut record = by(r#"{"type":"AssumedRole","principalId":"AROAEXAMPLE:s","arn":"arn:aws:sts::111122223333:assumed-role/r/s","sessionContext":{"sessionIssuer":{"arn":"arn:aws:iam::111122223333:role/r"}}}"#);
-            for (at, edit, c) in edits {
-                let mut i = at.index(record.len());
-                while !record.is_char_boundary(i) {
-                    i -= 1;
-                }
-                match edit {
-                    0 => {
-                        record.remove(i);
-                    }
-                    1 => record.insert(i, c),
-                    _ => record.insert(i, ['"', '\\', '{', '}', '[', ']', ':', ','][i % 8]),
-                }
-                if record.is_empty() {
-                    break;
-                }
-            }
+            apply_edits(&mut record, edits, ['"', '\\', '{', '}', '[', ']', ':', ',']);
             let _ = decode_record(&record);
         }
 
@@ -1379,19 +1364,8 @@ mod tests {
         ) {
             let original = by(SESSION);
             let mut record = original.clone();
-            for (at, edit) in edits {
-                let mut i = at.index(record.len());
-                while !record.is_char_boundary(i) {
-                    i -= 1;
-                }
-                match edit {
-                    0 => {
-                        record.remove(i);
-                    }
-                    1 => record.insert(i, 'x'),
-                    _ => record.insert(i, ['"', '\\', '{', '}', ' ', ']', ':', ','][i % 8]),
-                }
-            }
+            let edits = edits.into_iter().map(|(at, edit)| (at, edit, 'x'));
+            apply_edits(&mut record, edits, ['"', '\\', '{', '}', ' ', ']', ':', ',']);
             let mut decoder = CloudTrailDecoder::default();
             // Twice: an object is remembered when it is seen again.
             for _ in 0..2 {
@@ -1423,6 +1397,32 @@ mod tests {
                     primed.is_ok(),
                     fresh.is_ok()
                 ),
+            }
+        }
+    }
+
+    /// Applies proptest's edits to `record`, each at a (character boundary at or before an)
+    /// index: edit 0 removes the character there, 1 inserts `c`, any other inserts the
+    /// `punctuation` the index picks. Stops once the record is empty.
+    fn apply_edits(
+        record: &mut String,
+        edits: impl IntoIterator<Item = (proptest::sample::Index, u8, char)>,
+        punctuation: [char; 8],
+    ) {
+        for (at, edit, c) in edits {
+            if record.is_empty() {
+                break;
+            }
+            let mut i = at.index(record.len());
+            while !record.is_char_boundary(i) {
+                i -= 1;
+            }
+            match edit {
+                0 => {
+                    record.remove(i);
+                }
+                1 => record.insert(i, c),
+                _ => record.insert(i, punctuation[i % 8]),
             }
         }
     }
