@@ -1,9 +1,11 @@
 //! The AgentDojo transcripts in ../shared/corpus/agent_traces, read through the public `Reader`:
 //! one event per tool call, with the facts checked against the transcripts read independently.
 
+mod common;
+
 use std::collections::HashSet;
 
-use nhiwatch_decode::{ReadOptions, Reader, Reject, Sinks};
+use nhiwatch_decode::Reject;
 use nhiwatch_model::{ActionClass, Event, IdentityKind, Outcome, Source};
 use serde_json::Value;
 
@@ -13,16 +15,8 @@ const TRACES: &str = concat!(
 );
 
 fn read(bytes: &[u8]) -> (Vec<Event<'static>>, Vec<Reject>) {
-    let mut events = Vec::new();
-    let mut rejects = Vec::new();
-    let mut reader = Reader::new(ReadOptions::default(), None);
-    let mut sinks = Sinks {
-        event: &mut |event| events.push(event.into_owned()),
-        reject: &mut |reject| rejects.push(reject),
-    };
-    reader.read_bytes("agentdojo.jsonl", bytes, &mut sinks);
-    reader.finish(&mut sinks);
-    (events, rejects)
+    let out = common::read(|reader, sinks| reader.read_bytes("agentdojo.jsonl", bytes, sinks));
+    (out.events, out.rejects)
 }
 
 fn corpus() -> (String, Vec<Event<'static>>) {

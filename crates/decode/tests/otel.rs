@@ -2,8 +2,10 @@
 //! export give the same events; malformed input is rejected with the field named, and nothing
 //! of a bad protobuf message is emitted.
 
+mod common;
+
 use nhiwatch_decode::otel::{decode_protobuf, OtlpJsonDecoder};
-use nhiwatch_decode::{ReadOptions, Reader, RecordDecoder, Reject, Sinks};
+use nhiwatch_decode::{RecordDecoder, Reject};
 use nhiwatch_model::{ActionClass, Event, IdentityKind, Outcome, Source};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -360,16 +362,8 @@ fn bad_protobuf_emits_nothing() {
 }
 
 fn read(bytes: &[u8]) -> (Vec<Event<'static>>, Vec<Reject>) {
-    let mut events = Vec::new();
-    let mut rejects = Vec::new();
-    let mut reader = Reader::new(ReadOptions::default(), None);
-    let mut sinks = Sinks {
-        event: &mut |event| events.push(event.into_owned()),
-        reject: &mut |reject| rejects.push(reject),
-    };
-    reader.read_bytes("export", bytes, &mut sinks);
-    reader.finish(&mut sinks);
-    (events, rejects)
+    let out = common::read(|reader, sinks| reader.read_bytes("export", bytes, sinks));
+    (out.events, out.rejects)
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! What the decode crate's corpus tests share: where the corpus is, and reading input through
+//! What the decode crate's integration tests share: where the corpus is, and reading input through
 //! the public `Reader`.
 
 // Each test crate uses what it needs of this module.
