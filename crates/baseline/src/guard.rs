@@ -62,6 +62,16 @@ fn items(f: &Features, prev: u64, novelty: &Novelty) -> impl Iterator<Item = (Fe
     .map(|(_, feature, key, aux)| (feature, key, aux))
 }
 
+/// The key a waiting part joins the profile under: hours wait by hour of the day (any day of
+/// the week counts towards the guard) and join as the latest hour of the week seen.
+fn profile_key(feature: Feature, key: u64, aux: u64) -> u64 {
+    if feature == Feature::Hour {
+        aux
+    } else {
+        key
+    }
+}
+
 impl Quarantine {
     /// Learns `f` into `profile`: the known parts at once, the new parts (`novelty`) through
     /// the quarantine. A new part seen on its [`GUARD_DAYS`]th distinct day, and never
@@ -108,14 +118,39 @@ impl Quarantine {
             }
             if pending.days >= GUARD_DAYS && !pending.flagged {
                 let joined = self.pending.swap_remove(index);
-                let key = if joined.feature == Feature::Hour {
-                    joined.aux
-                } else {
-                    joined.key
-                };
-                profile.admit(joined.feature, key, joined.hits);
+                profile.admit(
+                    joined.feature,
+                    profile_key(joined.feature, joined.key, joined.aux),
+                    joined.hits,
+                );
             }
         }
+    }
+
+    /// A person judged an event benign: its new parts join `profile` now, with the sightings
+    /// that waited (at least one), even when a finding was raised on them. Parts the profile
+    /// already knows are left alone, so vouching for the same event again changes nothing.
+    /// Returns how many parts joined.
+    pub fn vouch(&mut self, profile: &mut Profile, f: &Features, prev: u64) -> usize {
+        let mut joined = 0;
+        // A transition into a new action is judged only once the action is known: a second
+        // pass takes it.
+        for _ in 0..2 {
+            let novelty = profile.novelty(f, prev);
+            for (feature, key, aux) in items(f, prev, &novelty) {
+                let hits = match self
+                    .pending
+                    .iter()
+                    .position(|p| p.feature == feature && p.key == key)
+                {
+                    Some(i) => self.pending.swap_remove(i).hits.max(1),
+                    None => 1,
+                };
+                profile.admit(feature, profile_key(feature, key, aux), hits);
+                joined += 1;
+            }
+        }
+        joined
     }
 
     /// Marks the new parts of an event as raised in a finding: they never join.
@@ -235,5 +270,31 @@ mod tests {
             }
         }
         assert!(!profile.knows(Feature::Action, 4));
+    }
+
+    #[test]
+    fn vouched_behaviour_joins_at_once_even_when_flagged() {
+        let mut profile = mature();
+        let mut quarantine = Quarantine::default();
+        let mut f = features(10, 5);
+        f.hour_of_week = 3 * 24 + 3;
+        let (prev, novelty) = (1, profile.novelty(&f, 1));
+        assert!(novelty.action && novelty.hour);
+        for _ in 0..4 {
+            quarantine.learn(&mut profile, &f, prev, &novelty);
+        }
+        quarantine.flag(&f, prev, &novelty);
+        let joined = quarantine.vouch(&mut profile, &f, prev);
+        assert_eq!(joined, 3, "the action, the transition into it, the hour");
+        assert_eq!(profile.actions.get(5), Some(4), "the sightings that waited");
+        assert!(profile.knows(Feature::Transition, crate::hash::pair(1, 5)));
+        assert_eq!(profile.novelty(&f, prev), Novelty::default());
+        assert!(quarantine.is_empty());
+        assert_eq!(
+            quarantine.vouch(&mut profile, &f, prev),
+            0,
+            "vouching again changes nothing"
+        );
+        assert_eq!(profile.actions.get(5), Some(4));
     }
 }

@@ -186,6 +186,15 @@ pub trait Detector {
     fn baseline(&self) -> Option<&nhiwatch_baseline::Baseline> {
         None
     }
+
+    /// A person judged the events `benign` marks benign ([`Engine::vouch`]): a detector that
+    /// learns takes what was new in them as usual now. `context` is one identity's events in
+    /// time order, the benign ones among them with what came before them in their sessions.
+    /// Returns how many new behaviours were learned.
+    fn vouch(&mut self, context: &[Observation<'_, '_>], benign: &[bool]) -> usize {
+        let _ = (context, benign);
+        0
+    }
 }
 
 /// Turns a draft's severity (and, from issue 5, the identity's history) into risk and decision.
@@ -377,20 +386,63 @@ impl Engine {
             + self.entries.capacity() * std::mem::size_of::<Option<EntryId>>()
     }
 
+    /// The identity's symbol, and whether this is its first sight (it is then interned and
+    /// its policy entry looked up).
+    fn identity(&mut self, id: &str) -> (Sym, bool) {
+        match self.identities.get(id) {
+            Some(sym) => (sym, false),
+            None => {
+                let sym = self.identities.intern(id);
+                let entry = self.policy.as_deref().and_then(|p| p.entry_for(id));
+                self.entries.push(entry);
+                (sym, true)
+            }
+        }
+    }
+
+    /// A person judged a finding benign: what was new in its evidence is learned as usual for
+    /// the identity now, instead of waiting for the poisoning guard (which never learns what a
+    /// finding was raised on). `context` is the identity's events around the evidence, in time
+    /// order, from at least [`nhiwatch_baseline::track::SESSION_GAP`] before its first event,
+    /// so that each evidence event has what came before it in its session; `evidence` names
+    /// the events judged benign (by id). Nothing is judged and no finding is emitted;
+    /// vouching for the same events again learns nothing more. Returns how many new
+    /// behaviours (actions, transitions, resources, origins, hours) were learned.
+    pub fn vouch(&mut self, context: &[Event<'_>], evidence: &[&str]) -> usize {
+        let policy = self.policy.clone();
+        let mut observations = Vec::with_capacity(context.len());
+        let mut benign = Vec::with_capacity(context.len());
+        for event in context {
+            let (identity, _) = self.identity(&event.identity.id);
+            let action = self.actions.intern(&event.action);
+            let entry_id = self.entries.get(identity.0 as usize).copied().flatten();
+            observations.push(Observation {
+                event,
+                identity,
+                action,
+                first_sight: false,
+                seq: self.stats.events,
+                entry: policy
+                    .as_deref()
+                    .zip(entry_id)
+                    .and_then(|(p, id)| Some((id, p.entry(id)?))),
+                profile: None,
+                judgement: Judgement::UNJUDGED,
+            });
+            benign.push(evidence.contains(&&*event.id));
+        }
+        self.detectors
+            .iter_mut()
+            .map(|detector| detector.vouch(&observations, &benign))
+            .sum()
+    }
+
     /// Processes one event, handing any finding it completes to `emit`. Allocates nothing for an
     /// event that raises nothing (after the identity's and the action's first appearance).
     pub fn process(&mut self, event: &Event<'_>, emit: &mut dyn FnMut(Finding)) {
         self.stats.events += 1;
+        let (identity, first_sight) = self.identity(&event.identity.id);
         let policy = self.policy.as_deref();
-        let (identity, first_sight) = match self.identities.get(&event.identity.id) {
-            Some(sym) => (sym, false),
-            None => {
-                let sym = self.identities.intern(&event.identity.id);
-                self.entries
-                    .push(policy.and_then(|p| p.entry_for(&event.identity.id)));
-                (sym, true)
-            }
-        };
         let action = self.actions.intern(&event.action);
         let entry_id = self.entries.get(identity.0 as usize).copied().flatten();
         let entry = policy

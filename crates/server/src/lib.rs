@@ -42,6 +42,7 @@
 
 pub mod alerts;
 pub mod auth;
+mod benign;
 pub mod config;
 mod decide;
 pub mod durable;
@@ -227,10 +228,6 @@ impl Server {
                 (default_engine(&config, policy, baseline), snapshots)
             }
         };
-        let ui = match store.filter(|_| ui) {
-            Some(store) => Some(ui::router(&config, store)?),
-            None => None,
-        };
         let tcp = TcpListener::bind(config.bind)
             .await
             .map_err(|source| ServerError::Bind {
@@ -262,6 +259,13 @@ impl Server {
             config.limits.decide_queue,
         )
         .map_err(|e| ServerError::Io(format!("cannot start the engine: {e}")))?;
+        let ui = match store.filter(|_| ui) {
+            Some(store) => {
+                let teach = benign::hook(Arc::clone(&store), queues.vouch.clone());
+                Some(ui::router(&config, store, teach)?)
+            }
+            None => None,
+        };
         let app = Arc::new(App {
             tokens: (!config.no_auth).then(|| Tokens::new(&config.tokens)),
             limits: config.limits.clone(),

@@ -142,6 +142,8 @@ pub struct Metrics {
     events: [AtomicU64; Source::ALL.len()],
     rejected_records: AtomicU64,
     repeated_events: AtomicU64,
+    benign_findings: AtomicU64,
+    benign_learned: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
     findings: [AtomicU64; FindingKind::ALL.len()],
     decisions: [AtomicU64; DECISIONS.len()],
@@ -216,6 +218,13 @@ impl Metrics {
     /// does not see again.
     pub fn repeated(&self, count: u64) {
         self.repeated_events.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts a finding marked benign that the engine learned from, and the new behaviours it
+    /// learned (0 when they were already known: a mark taught again at start).
+    pub fn benign(&self, learned: u64) {
+        self.benign_findings.fetch_add(1, Ordering::Relaxed);
+        self.benign_learned.fetch_add(learned, Ordering::Relaxed);
     }
 
     /// Counts a refused request.
@@ -350,6 +359,28 @@ impl Metrics {
             out,
             "nhiwatch_events_repeated_total {}",
             load(&self.repeated_events)
+        );
+        family(
+            &mut out,
+            "nhiwatch_benign_findings_total",
+            "counter",
+            "Findings marked benign whose evidence the usual lens learned from (again at each start).",
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_benign_findings_total {}",
+            load(&self.benign_findings)
+        );
+        family(
+            &mut out,
+            "nhiwatch_benign_behaviours_learned_total",
+            "counter",
+            "New behaviours (actions, transitions, resources, origins, hours) learned from benign marks.",
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_benign_behaviours_learned_total {}",
+            load(&self.benign_learned)
         );
         family(
             &mut out,

@@ -7,13 +7,18 @@ use std::time::Instant;
 
 use nhiwatch_policy::Policy;
 use nhiwatch_store::Store;
-use nhiwatch_ui::{Authenticate, Denied, Need, Settings};
+use nhiwatch_ui::{Authenticate, BenignHook, Denied, Need, Settings};
 
 use crate::auth::{Scope, Tokens};
 use crate::{Config, ServerError};
 
 /// The UI's routes over `store`, authenticated as the API is.
-pub(crate) fn router(config: &Config, store: Arc<Store>) -> Result<axum::Router, ServerError> {
+/// A benign mark teaches the engine through `benign` ([`crate::benign`]).
+pub(crate) fn router(
+    config: &Config,
+    store: Arc<Store>,
+    benign: BenignHook,
+) -> Result<axum::Router, ServerError> {
     let auth = (!config.no_auth).then(|| {
         let tokens = Tokens::new(&config.tokens);
         let check: Authenticate = Arc::new(move |token: &str, need: Need| {
@@ -43,6 +48,7 @@ pub(crate) fn router(config: &Config, store: Arc<Store>) -> Result<axum::Router,
         policy,
         auth,
         tls: config.tls.is_some(),
+        benign: Some(benign),
     })
     .map_err(|e| ServerError::Io(e.to_string()))
 }

@@ -26,6 +26,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::alerts::AlertSender;
+use crate::benign::VouchJob;
 use crate::durable::{self, Output};
 use crate::metrics::Metrics;
 use crate::profiles::Snapshots;
@@ -42,12 +43,17 @@ pub(crate) struct DecideJob {
     pub reply: oneshot::Sender<Assessment>,
 }
 
-/// The two queues into the engine.
+/// The queues into the engine.
 #[derive(Clone)]
 pub(crate) struct Queues {
     pub ingest: mpsc::Sender<Vec<Event<'static>>>,
     pub decide: mpsc::Sender<DecideJob>,
+    /// Benign findings to learn from ([`crate::benign`]).
+    pub vouch: mpsc::Sender<VouchJob>,
 }
+
+/// Benign findings waiting for the engine; a full queue makes the marking request wait.
+const VOUCH_QUEUE: usize = 64;
 
 /// Identity summaries and recent findings, as the engine has seen them.
 #[derive(Debug)]
@@ -268,6 +274,7 @@ pub(crate) fn start(
 ) -> std::io::Result<(Queues, JoinHandle<EngineStats>)> {
     let (ingest, mut ingest_rx) = mpsc::channel::<Vec<Event<'static>>>(ingest_capacity);
     let (decide, mut decide_rx) = mpsc::channel::<DecideJob>(decide_capacity);
+    let (vouch, mut vouch_rx) = mpsc::channel::<VouchJob>(VOUCH_QUEUE);
     let thread = std::thread::Builder::new()
         .name("nhiwatch-engine".into())
         .spawn(move || {
@@ -289,8 +296,8 @@ pub(crate) fn start(
                         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         timer
                     });
-                    let (mut ingest_open, mut decide_open) = (true, true);
-                    while ingest_open || decide_open {
+                    let (mut ingest_open, mut decide_open, mut vouch_open) = (true, true, true);
+                    while ingest_open || decide_open || vouch_open {
                         tokio::select! {
                             biased;
                             () = snapshot_due(&mut timer) => worker.snapshot(),
@@ -302,6 +309,10 @@ pub(crate) fn start(
                                 Some(batch) => worker.ingest(&batch, &mut decide_rx),
                                 None => ingest_open = false,
                             },
+                            job = vouch_rx.recv(), if vouch_open => match job {
+                                Some(job) => worker.vouch(&job),
+                                None => vouch_open = false,
+                            },
                         }
                     }
                 }),
@@ -309,7 +320,14 @@ pub(crate) fn start(
             }
             worker.finish()
         })?;
-    Ok((Queues { ingest, decide }, thread))
+    Ok((
+        Queues {
+            ingest,
+            decide,
+            vouch,
+        },
+        thread,
+    ))
 }
 
 impl Worker {
@@ -387,6 +405,16 @@ impl Worker {
                 self.decide(job);
             }
         }
+    }
+
+    /// Learns from a benign finding; the next snapshot keeps what was learned.
+    fn vouch(&mut self, job: &VouchJob) {
+        let evidence: Vec<&str> = job.evidence.iter().map(String::as_str).collect();
+        let learned = self.engine.vouch(&job.context, &evidence);
+        if learned > 0 {
+            self.touch();
+        }
+        self.sinks.metrics.benign(learned as u64);
     }
 
     /// Hands the findings the engine emitted to the view, the metrics, the alerts and the store.

@@ -153,6 +153,11 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// A CloudTrail record of the role.
 fn cloudtrail(id: &str, minute: u32, source: &str, name: &str) -> Value {
+    cloudtrail_at(id, &format!("2026-03-02T10:{minute:02}:00Z"), source, name)
+}
+
+/// A CloudTrail record of the role at `time` (RFC 3339).
+fn cloudtrail_at(id: &str, time: &str, source: &str, name: &str) -> Value {
     json!({
         "eventVersion": "1.09",
         "userIdentity": {
@@ -166,7 +171,7 @@ fn cloudtrail(id: &str, minute: u32, source: &str, name: &str) -> Value {
                 "arn": ROLE, "accountId": "111122223333", "userName": "report-reader"
             }}
         },
-        "eventTime": format!("2026-03-02T10:{minute:02}:00Z"),
+        "eventTime": time,
         "eventSource": format!("{source}.amazonaws.com"),
         "eventName": name,
         "awsRegion": "us-east-1",
@@ -1172,6 +1177,120 @@ async fn learned_profiles_are_snapshotted_while_serving_and_at_shutdown() {
         .await;
     let err = refused.err().expect("refused").to_string();
     assert!(err.contains("baseline"), "{err}");
+}
+
+/// Posts CloudTrail records; the server must accept them.
+async fn ingest(client: &Client, records: Vec<Value>) {
+    let body = serde_json::to_vec(&json!({ "Records": records })).unwrap();
+    let response = client
+        .post("/v1/events", INGEST)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+/// The role's novel-action findings, once `count` of them are there.
+async fn novel_actions(client: &Client, count: usize) -> Vec<Value> {
+    let path = "/v1/findings?kind=novel_action";
+    let answer = client
+        .settled(path, |v| {
+            v["findings"].as_array().map(Vec::len) == Some(count)
+        })
+        .await;
+    answer["findings"].as_array().unwrap().clone()
+}
+
+/// Waits until the engine has taught `findings` benign findings in all, and returns the
+/// new behaviours it learned from them.
+async fn taught(client: &Client, findings: f64) -> f64 {
+    for _ in 0..500 {
+        let series = series(client).await;
+        if metric(&series, "nhiwatch_benign_findings_total") == findings {
+            return metric(&series, "nhiwatch_benign_behaviours_learned_total");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the engine never learned from {findings} benign findings");
+}
+
+#[tokio::test]
+async fn a_finding_marked_benign_in_the_ui_is_usual_from_then_on_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = config(dir.path());
+    settings.policy = None;
+    settings.data = Some(dir.path().join("data"));
+    // A week of reads makes the role's profile mature; then, on day 9, a new action. The
+    // shutdown closes its episode.
+    let (running, client) = start(settings.clone()).await;
+    let mut history = Vec::new();
+    for day in 2..9 {
+        for minute in 0..6 {
+            let name = ["GetObject", "ListBucket"][minute % 2];
+            let time = format!("2026-03-{day:02}T10:{minute:02}:00Z");
+            history.push(cloudtrail_at(
+                &format!("h-{day}-{minute}"),
+                &time,
+                "s3",
+                name,
+            ));
+        }
+    }
+    history.push(cloudtrail_at(
+        "new-1",
+        "2026-03-09T10:30:00Z",
+        "iam",
+        "ListRoles",
+    ));
+    ingest(&client, history).await;
+    running.shutdown().await.unwrap();
+
+    let (running, client) = start(settings.clone()).await;
+    let flagged = novel_actions(&client, 1).await;
+    assert_eq!(flagged[0]["evidence"]["event_ids"], json!(["new-1"]));
+    let form = format!(
+        "id={}&identity={}&mark=benign&note=inventory+job",
+        flagged[0]["id"].as_str().unwrap(),
+        ROLE.replace(':', "%3A").replace('/', "%2F")
+    );
+    let marked = client
+        .post("/ui/finding/mark", ADMIN)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    // The answer sends the browser back to the finding's page.
+    assert_eq!(marked.status(), StatusCode::OK);
+    assert_eq!(marked.url().path(), "/ui/finding");
+    assert_eq!(
+        taught(&client, 1.0).await,
+        2.0,
+        "the action and the transition into it"
+    );
+    // Day 10: the benign action again, and one never seen.
+    ingest(
+        &client,
+        vec![
+            cloudtrail_at("new-2", "2026-03-10T10:30:00Z", "iam", "ListRoles"),
+            cloudtrail_at("new-3", "2026-03-10T10:31:00Z", "iam", "ListUsers"),
+        ],
+    )
+    .await;
+    running.shutdown().await.unwrap();
+
+    // Only the action never seen is flagged. The restart teaches the mark again, and the
+    // snapshot written at shutdown already holds what it taught.
+    let (running, client) = start(settings).await;
+    assert_eq!(taught(&client, 1.0).await, 0.0);
+    let flagged = novel_actions(&client, 2).await;
+    let ids: Vec<&Value> = flagged
+        .iter()
+        .map(|f| &f["evidence"]["event_ids"])
+        .collect();
+    assert!(ids.contains(&&json!(["new-3"])), "{ids:?}");
+    running.shutdown().await.unwrap();
 }
 
 #[tokio::test]

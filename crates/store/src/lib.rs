@@ -102,7 +102,7 @@ use serde::Serialize;
 pub use batch::Batch;
 pub use chain::{BatchHeader, Content, Hash, Section};
 pub use error::StoreError;
-pub use query::{EventVisitor, FindingQuery};
+pub use query::{EventVisitor, FindingQuery, EVIDENCE_LOOKBACK};
 pub use store::{Compaction, Options, Retention, Store, FILE_NAME};
 pub use tables::{ActionUse, IdentitySummary, LatestRisk};
 pub use verify::{Problem, VerifyReport};

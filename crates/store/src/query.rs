@@ -37,6 +37,11 @@ type ValueVisitor<'f> = dyn FnMut(&[u8]) -> Result<ControlFlow<()>, StoreError> 
 /// A visitor of events; return `ControlFlow::Break(())` to stop early.
 pub type EventVisitor<'f> = dyn FnMut(&Event<'_>) -> ControlFlow<()> + 'f;
 
+/// How far before a finding its evidence events are looked for ([`Store::evidence`]): an
+/// episode's events are at most the episode gap apart, and an episode holds a bounded number
+/// of them.
+pub const EVIDENCE_LOOKBACK: i64 = 31 * 86_400 * 1_000_000_000;
+
 fn identity_no(txn: &ReadTransaction, identity: &str) -> Result<Option<u32>, StoreError> {
     Ok(txn
         .open_table(IDENTITY_NO)?
@@ -129,6 +134,23 @@ impl Store {
         }
         found.reverse();
         Ok(found)
+    }
+
+    /// The first `limit` evidence events of `finding` that the store still holds, with their
+    /// raw records, in time order (looked for up to [`EVIDENCE_LOOKBACK`] before the finding).
+    pub fn evidence(
+        &self,
+        finding: &Finding,
+        limit: usize,
+    ) -> Result<Vec<Event<'static>>, StoreError> {
+        let ids: Vec<&str> = finding
+            .evidence
+            .event_ids
+            .iter()
+            .take(limit)
+            .map(String::as_str)
+            .collect();
+        self.find_events(&finding.identity, &ids, finding.time, EVIDENCE_LOOKBACK)
     }
 
     /// Findings matching the query, in time order.

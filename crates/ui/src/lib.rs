@@ -48,8 +48,9 @@
 //!
 //! Acknowledgements and benign marks are appended, with who made them and when, to
 //! `triage.jsonl` in the data folder (one JSON object a line, `fsync`ed before the answer).
-//! A benign mark is recorded for the baseline; the running engine does not read it yet (see
-//! `triage`).
+//! A benign mark also teaches the baseline: the UI hands the finding to the server's
+//! [`BenignHook`], whose engine learns what was new in its evidence as usual for the identity
+//! (`nhiwatch_detect::Engine::vouch`), now and again at every start (learning is idempotent).
 
 #![warn(missing_docs)]
 
@@ -82,7 +83,14 @@ pub struct Settings {
     /// Whether the server speaks TLS: session cookies are then marked `Secure` and the
     /// expected `Origin` is `https://`.
     pub tls: bool,
+    /// What a benign mark teaches; `None` records marks only.
+    pub benign: Option<BenignHook>,
 }
+
+/// Called with a finding a person marked benign, off the async runtime, once the mark is
+/// durable; and, when the UI starts, with every finding whose latest mark is benign, so that a
+/// mark made after the engine's last snapshot is not lost. It must therefore be idempotent.
+pub type BenignHook = Arc<dyn Fn(&nhiwatch_model::Finding) + Send + Sync>;
 
 /// Why the UI could not start.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use crate::auth::{self, Denied, Need, Refusal, Sessions, Viewer};
 use crate::html::{esc, href};
 use crate::pages::{self, layout, w, Chrome, Ctx, Nav};
 use crate::triage::{Mark, Record, Triage, MAX_NOTE_CHARS};
-use crate::{Authenticate, Settings, UiError};
+use crate::{Authenticate, BenignHook, Settings, UiError};
 
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
@@ -44,6 +44,7 @@ pub(crate) struct App {
     auth: Option<Authenticate>,
     sessions: Sessions,
     tls: bool,
+    benign: Option<BenignHook>,
 }
 
 type Shared = Arc<App>;
@@ -54,6 +55,7 @@ pub(crate) fn router(settings: Settings) -> Result<axum::Router, UiError> {
         policy,
         auth,
         tls,
+        benign,
     } = settings;
     let dir = store
         .path()
@@ -69,7 +71,9 @@ pub(crate) fn router(settings: Settings) -> Result<axum::Router, UiError> {
         auth,
         sessions: Sessions::default(),
         tls,
+        benign,
     });
+    teach_benign_marks(&app);
     let read = Router::new()
         .route("/ui/", get(overview))
         .route("/ui/findings", get(findings))
@@ -451,7 +455,32 @@ struct MarkForm {
     note: String,
 }
 
-/// Acknowledges a finding or marks it benign, then shows the finding again.
+/// Hands every finding whose latest mark is benign to the [`BenignHook`] again, on a blocking
+/// thread (inline when there is no runtime), so that what a mark taught after the engine's
+/// last snapshot is learned again after a crash.
+fn teach_benign_marks(app: &Shared) {
+    if app.benign.is_none() {
+        return;
+    }
+    let app = Arc::clone(app);
+    let teach = move || {
+        let Some(hook) = &app.benign else { return };
+        for (id, identity) in app.ctx.triage.benign() {
+            match app.ctx.finding(&id, &identity) {
+                Ok(Some(finding)) => hook(&finding),
+                Ok(None) => {}
+                Err(err) => eprintln!("nhiwatch: cannot read benign finding {id}: {err}"),
+            }
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(teach)),
+        Err(_) => teach(),
+    }
+}
+
+/// Acknowledges a finding or marks it benign (teaching the baseline), then shows the finding
+/// again.
 async fn mark(
     State(app): State<Shared>,
     headers: HeaderMap,
@@ -487,8 +516,8 @@ async fn mark(
             return Ok(None);
         };
         let record = Record {
-            finding: finding.id,
-            identity: finding.identity,
+            finding: finding.id.clone(),
+            identity: finding.identity.clone(),
             mark,
             by: viewer.who.unwrap_or_else(|| "anonymous".into()),
             time: nhiwatch_model::Timestamp::now(),
@@ -496,6 +525,9 @@ async fn mark(
         };
         let path = app.ctx.triage.path().display().to_string();
         let recorded = app.ctx.triage.record(record);
+        if let (Ok(()), Mark::Benign, Some(teach)) = (&recorded, mark, &app.benign) {
+            teach(&finding);
+        }
         Ok::<_, nhiwatch_store::StoreError>(Some(
             recorded.map_err(|e| format!("cannot write {path}: {e}")),
         ))
@@ -515,6 +547,8 @@ mod tests {
     use std::sync::Arc;
 
     use axum::body::Body;
+
+    use crate::BenignHook;
     use axum::http::{header, Request, StatusCode};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
@@ -596,13 +630,54 @@ mod tests {
     }
 
     fn router(f: &crate::pages::tests::Fixture, auth: Option<Authenticate>) -> axum::Router {
+        taught_router(f, auth, None)
+    }
+
+    fn taught_router(
+        f: &crate::pages::tests::Fixture,
+        auth: Option<Authenticate>,
+        benign: Option<BenignHook>,
+    ) -> axum::Router {
         super::router(Settings {
             store: Arc::clone(&f.ctx.store),
             policy: f.ctx.policy.clone(),
             auth,
             tls: false,
+            benign,
         })
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_benign_mark_is_taught_at_once_and_again_at_every_start() {
+        let f = fixture();
+        let taught = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let hook: BenignHook = {
+            let taught = Arc::clone(&taught);
+            Arc::new(move |finding| taught.lock().unwrap().push(finding.id.clone()))
+        };
+        let app = taught_router(&f, Some(auth()), Some(Arc::clone(&hook)));
+        let bearer = [("authorization", "Bearer admin-token-0123456789")];
+        let identity: String = DEPLOYER.replace(':', "%3A").replace('/', "%2F");
+        for mark in ["acknowledged", "benign", "acknowledged"] {
+            let form = format!("id={FINDING}&identity={identity}&mark={mark}");
+            let answer = send(&app, post("/ui/finding/mark", &form, &bearer)).await;
+            assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        }
+        assert_eq!(*taught.lock().unwrap(), [FINDING], "only the benign mark");
+
+        let form = format!("id={FINDING}&identity={identity}&mark=benign");
+        send(&app, post("/ui/finding/mark", &form, &bearer)).await;
+        taught.lock().unwrap().clear();
+        // A restart: the UI reads the marks back and teaches the benign one again.
+        drop(taught_router(&f, None, Some(hook)));
+        for _ in 0..500 {
+            if !taught.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(*taught.lock().unwrap(), [FINDING], "taught again at start");
     }
 
     #[tokio::test]

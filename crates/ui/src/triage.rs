@@ -4,12 +4,10 @@
 //! durable (`fsync`) before the request is answered; the file is read back when the UI starts.
 //! It is append-only, so a mark's history stays visible: who, when, what, why.
 //!
-//! A benign mark is meant to feed the baseline: the evidence's novel actions, resources and
-//! hours should be learned as usual for the identity, and its risk lowered. The engine and the
-//! baseline have no hook for that yet (the engine runs on the server's worker thread, and
-//! [`nhiwatch_baseline::Quarantine`] refuses to learn what a finding was raised on); until they
-//! do, the mark is recorded here for them to read (`nhiwatch learn` / the engine at start-up),
-//! and the UI shows the finding as benign.
+//! A benign mark feeds the baseline through the server's [`crate::BenignHook`]: what was new in
+//! the evidence (actions, transitions, resources, origins, hours) is learned as usual for the
+//! identity, although [`nhiwatch_baseline::Quarantine`] never learns what a finding was raised
+//! on by itself. Rates and volumes are not: the windows they were counted in are gone.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -136,6 +134,17 @@ impl Triage {
         marks.get(finding).cloned().unwrap_or_default()
     }
 
+    /// The findings whose latest mark is benign, as (finding id, identity).
+    pub fn benign(&self) -> Vec<(String, String)> {
+        let marks = self.marks.read().unwrap_or_else(|e| e.into_inner());
+        marks
+            .values()
+            .filter_map(|m| m.last())
+            .filter(|r| r.mark == Mark::Benign)
+            .map(|r| (r.finding.clone(), r.identity.clone()))
+            .collect()
+    }
+
     /// Marks recorded in all (changes whenever one is added).
     pub fn count(&self) -> usize {
         let marks = self.marks.read().unwrap_or_else(|e| e.into_inner());
@@ -183,6 +192,7 @@ mod tests {
         assert_eq!(triage.history("f-1").len(), 2);
         assert_eq!(triage.history("f-1")[0], record("f-1", Mark::Acknowledged));
         assert_eq!(triage.count(), 3);
+        assert_eq!(triage.benign(), [("f-1".to_owned(), "id<1>".to_owned())]);
         assert_eq!(Mark::parse("ack"), Some(Mark::Acknowledged));
         assert_eq!(Mark::parse("delete"), None);
     }

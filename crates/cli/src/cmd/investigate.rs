@@ -72,9 +72,6 @@ const KEEP: usize = 5;
 const ACTIONS_SHOWN: usize = 6;
 /// Evidence events looked up per finding.
 const EVIDENCE_SHOWN: usize = 5;
-/// How far before a finding its evidence events are looked for (an episode's events are at
-/// most the episode gap apart, and an episode holds a bounded number of them).
-const EVIDENCE_LOOKBACK: i64 = 31 * 86_400 * 1_000_000_000;
 
 /// One event, as a session lists it.
 #[derive(Serialize)]
@@ -304,15 +301,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let findings = findings
         .into_iter()
         .map(|finding| {
-            let ids: Vec<&str> = finding
-                .evidence
-                .event_ids
-                .iter()
-                .take(EVIDENCE_SHOWN)
-                .map(String::as_str)
-                .collect();
             let evidence_events = store
-                .find_events(&finding.identity, &ids, finding.time, EVIDENCE_LOOKBACK)?
+                .evidence(&finding, EVIDENCE_SHOWN)?
                 .iter()
                 .map(EventLine::of)
                 .collect();

@@ -578,6 +578,36 @@ impl Detector for Usual {
         }
     }
 
+    fn vouch(&mut self, context: &[Observation<'_, '_>], benign: &[bool]) -> usize {
+        if !self.config.learn {
+            return 0;
+        }
+        // Fresh trackers follow the context's sessions, so each benign event gets its own
+        // predecessor; the live trackers (the stream's present) are left alone.
+        let mut trackers: Vec<(Sym, Tracker)> = Vec::new();
+        let mut learned = 0;
+        for (obs, &benign) in context.iter().zip(benign) {
+            let info = self.action(obs.action, &obs.event.action);
+            let index = self.live(obs);
+            let at = match trackers.iter().position(|(sym, _)| *sym == obs.identity) {
+                Some(at) => at,
+                None => {
+                    trackers.push((obs.identity, Tracker::default()));
+                    trackers.len() - 1
+                }
+            };
+            let tracker = &mut trackers[at].1;
+            let f = tracker.features(obs.event, info.key);
+            let step = tracker.step(&f);
+            if benign {
+                let live = &mut self.live[index];
+                let profile = self.baseline.profile_mut(live.slot as usize);
+                learned += live.quarantine.vouch(profile, &f, step.prev);
+            }
+        }
+        learned
+    }
+
     fn state_bytes(&self) -> usize {
         self.baseline.profile_bytes()
             + self.live.capacity() * std::mem::size_of::<Live>()

@@ -329,3 +329,57 @@ fn an_attacker_cannot_teach_the_baseline_in_a_day() {
     let novel = of_kind(&findings, FindingKind::NovelAction);
     assert_eq!(novel.len(), 4, "once per day, never learned: {findings:#?}");
 }
+
+#[test]
+fn a_finding_vouched_benign_is_usual_from_then_on() {
+    let day = |n: i64| {
+        let mut events = normal_day(n);
+        events.push(usual(&format!("x{n}-1"), n * DAY + 61, "iam:ListRoles"));
+        events.push(usual(&format!("x{n}-2"), n * DAY + 62, "iam:ListUsers"));
+        events
+    };
+    for vouched in [false, true] {
+        let mut engine = Engine::with_baseline(
+            None,
+            EngineConfig::default(),
+            learned(),
+            UsualConfig::default(),
+        );
+        let mut findings = Vec::new();
+        let first = day(8);
+        for e in &first {
+            engine.process(e, &mut |f| findings.push(f));
+        }
+        engine.finish(&mut |f| findings.push(f));
+        let novel = of_kind(&findings, FindingKind::NovelAction);
+        assert_eq!(novel.len(), 1, "{findings:#?}");
+        if vouched {
+            let evidence: Vec<&str> = novel[0]
+                .evidence
+                .event_ids
+                .iter()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(
+                engine.vouch(&first, &evidence),
+                4,
+                "two new actions and the transitions into them"
+            );
+            assert_eq!(engine.vouch(&first, &evidence), 0, "learned once");
+        }
+        let mut later = Vec::new();
+        for e in &day(9) {
+            engine.process(e, &mut |f| later.push(f));
+        }
+        engine.finish(&mut |f| later.push(f));
+        if vouched {
+            assert!(later.is_empty(), "{later:#?}");
+        } else {
+            assert_eq!(
+                of_kind(&later, FindingKind::NovelAction).len(),
+                1,
+                "without the mark it is flagged again: {later:#?}"
+            );
+        }
+    }
+}

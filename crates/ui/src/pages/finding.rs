@@ -12,10 +12,6 @@ use serde_json::Value;
 use super::{decision, identity_link, layout, risk, severity, status, w, Chrome, Ctx, Nav};
 use crate::html::{esc, esc_block, href, short_time};
 
-/// How far before a finding its evidence events are looked for (an episode's events are at
-/// most the episode gap apart, and an episode holds a bounded number of them).
-const EVIDENCE_LOOKBACK: i64 = 31 * 86_400 * 1_000_000_000;
-
 /// Evidence events looked up, at most.
 const MAX_EVIDENCE: usize = 1000;
 
@@ -41,21 +37,11 @@ pub(crate) fn evidence(
     ctx: &Ctx,
     finding: &Finding,
 ) -> Result<(Vec<Event<'static>>, Vec<String>), StoreError> {
-    let ids: Vec<&str> = finding
-        .evidence
-        .event_ids
-        .iter()
-        .take(MAX_EVIDENCE)
-        .map(String::as_str)
-        .collect();
-    let events = ctx
-        .store
-        .find_events(&finding.identity, &ids, finding.time, EVIDENCE_LOOKBACK)?;
+    let events = ctx.store.evidence(finding, MAX_EVIDENCE)?;
     let found: HashSet<&str> = events.iter().map(|e| e.id.as_ref()).collect();
-    let missing = ids
-        .iter()
-        .filter(|id| !found.contains(**id))
-        .map(|id| (*id).to_owned())
+    let missing = (finding.evidence.event_ids.iter().take(MAX_EVIDENCE))
+        .filter(|id| !found.contains(id.as_str()))
+        .cloned()
         .collect();
     Ok((events, missing))
 }
