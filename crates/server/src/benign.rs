@@ -13,6 +13,9 @@ use nhiwatch_model::{Event, Finding, Timestamp};
 use nhiwatch_store::{Store, StoreError};
 use tokio::sync::mpsc;
 
+/// Benign findings waiting for the engine; a full queue makes the marking request wait.
+pub(crate) const QUEUE: usize = 64;
+
 /// Evidence events learned from one benign finding, at most (an episode keeps its first and
 /// latest events when it grows long).
 const MAX_EVIDENCE: usize = 1_000;

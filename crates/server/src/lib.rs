@@ -228,6 +228,15 @@ impl Server {
                 (default_engine(&config, policy, baseline), snapshots)
             }
         };
+        // The UI's benign marks go to the engine through their own queue.
+        let (vouch, vouch_rx) = tokio::sync::mpsc::channel(benign::QUEUE);
+        let ui = match store.filter(|_| ui) {
+            Some(store) => {
+                let teach = benign::hook(Arc::clone(&store), vouch);
+                Some(ui::router(&config, store, teach)?)
+            }
+            None => None,
+        };
         let tcp = TcpListener::bind(config.bind)
             .await
             .map_err(|source| ServerError::Bind {
@@ -255,17 +264,10 @@ impl Server {
                 writer: writer.as_ref().map(Writer::sender),
             },
             snapshots,
-            config.limits.ingest_queue,
-            config.limits.decide_queue,
+            (config.limits.ingest_queue, config.limits.decide_queue),
+            vouch_rx,
         )
         .map_err(|e| ServerError::Io(format!("cannot start the engine: {e}")))?;
-        let ui = match store.filter(|_| ui) {
-            Some(store) => {
-                let teach = benign::hook(Arc::clone(&store), queues.vouch.clone());
-                Some(ui::router(&config, store, teach)?)
-            }
-            None => None,
-        };
         let app = Arc::new(App {
             tokens: (!config.no_auth).then(|| Tokens::new(&config.tokens)),
             limits: config.limits.clone(),

@@ -43,17 +43,12 @@ pub(crate) struct DecideJob {
     pub reply: oneshot::Sender<Assessment>,
 }
 
-/// The queues into the engine.
+/// The two queues of the HTTP API into the engine.
 #[derive(Clone)]
 pub(crate) struct Queues {
     pub ingest: mpsc::Sender<Vec<Event<'static>>>,
     pub decide: mpsc::Sender<DecideJob>,
-    /// Benign findings to learn from ([`crate::benign`]).
-    pub vouch: mpsc::Sender<VouchJob>,
 }
-
-/// Benign findings waiting for the engine; a full queue makes the marking request wait.
-const VOUCH_QUEUE: usize = 64;
 
 /// Identity summaries and recent findings, as the engine has seen them.
 #[derive(Debug)]
@@ -262,19 +257,19 @@ async fn snapshot_due(timer: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// Starts the worker thread; it runs until both queues are closed and drained, then finishes
-/// the engine (closing every open episode), writes the last snapshot of its learned profiles
-/// (when `snapshots` is given), and returns its counts.
+/// Starts the worker thread; it runs until its queues (the two it makes, and `vouch` from the
+/// web UI's benign marks) are closed and drained, then finishes the engine (closing every open
+/// episode), writes the last snapshot of its learned profiles (when `snapshots` is given), and
+/// returns its counts.
 pub(crate) fn start(
     factory: EngineFactory,
     sinks: Sinks,
     snapshots: Option<Snapshots>,
-    ingest_capacity: usize,
-    decide_capacity: usize,
+    (ingest_capacity, decide_capacity): (usize, usize),
+    mut vouch_rx: mpsc::Receiver<VouchJob>,
 ) -> std::io::Result<(Queues, JoinHandle<EngineStats>)> {
     let (ingest, mut ingest_rx) = mpsc::channel::<Vec<Event<'static>>>(ingest_capacity);
     let (decide, mut decide_rx) = mpsc::channel::<DecideJob>(decide_capacity);
-    let (vouch, mut vouch_rx) = mpsc::channel::<VouchJob>(VOUCH_QUEUE);
     let thread = std::thread::Builder::new()
         .name("nhiwatch-engine".into())
         .spawn(move || {
@@ -320,14 +315,7 @@ pub(crate) fn start(
             }
             worker.finish()
         })?;
-    Ok((
-        Queues {
-            ingest,
-            decide,
-            vouch,
-        },
-        thread,
-    ))
+    Ok((Queues { ingest, decide }, thread))
 }
 
 impl Worker {
