@@ -125,6 +125,9 @@ pub struct Observation<'o, 'a> {
     pub profile: Option<&'o ActionProfile>,
     /// The entitlement lens's judgement of the event.
     pub judgement: Judgement,
+    /// Whether detectors may learn from the event: false for an event judged again after a
+    /// restart that the learned profiles already hold ([`Engine::replay`]).
+    pub learn: bool,
 }
 
 impl Observation<'_, '_> {
@@ -428,6 +431,7 @@ impl Engine {
                     .and_then(|(p, id)| Some((id, p.entry(id)?))),
                 profile: None,
                 judgement: Judgement::UNJUDGED,
+                learn: true,
             });
             benign.push(evidence.contains(&&*event.id));
         }
@@ -440,6 +444,17 @@ impl Engine {
     /// Processes one event, handing any finding it completes to `emit`. Allocates nothing for an
     /// event that raises nothing (after the identity's and the action's first appearance).
     pub fn process(&mut self, event: &Event<'_>, emit: &mut dyn FnMut(Finding)) {
+        self.observe(event, true, emit);
+    }
+
+    /// Processes an event again after a restart, as [`Engine::process`] does, to rebuild what
+    /// the engine held only in memory (open episodes, sessions, windows, risk). With `learn`
+    /// false the event is judged but not learned: the starting baseline already holds it.
+    pub fn replay(&mut self, event: &Event<'_>, learn: bool, emit: &mut dyn FnMut(Finding)) {
+        self.observe(event, learn, emit);
+    }
+
+    fn observe(&mut self, event: &Event<'_>, learn: bool, emit: &mut dyn FnMut(Finding)) {
         self.stats.events += 1;
         let (identity, first_sight) = self.identity(&event.identity.id);
         let policy = self.policy.as_deref();
@@ -469,6 +484,7 @@ impl Engine {
             entry,
             profile,
             judgement,
+            learn,
         };
         let names = Names {
             identities: &self.identities,

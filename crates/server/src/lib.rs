@@ -37,6 +37,9 @@
 //!
 //! The usual lens starts from `--baseline` and from the profiles it learned before, which it
 //! keeps in the data folder ([`profiles`]: periodic, atomic snapshots, read back at start).
+//! After a crash, the engine first judges again the stored events that its snapshot had not
+//! learned, and those of the episodes open at the crash (`replay`), without reporting twice
+//! what the store already holds.
 
 #![warn(missing_docs)]
 
@@ -50,6 +53,7 @@ mod error;
 mod ingest;
 pub mod metrics;
 pub mod profiles;
+mod replay;
 mod routes;
 mod tls;
 mod ui;
@@ -214,10 +218,18 @@ impl Server {
             (None, None) => (None, None, None),
         };
         // Read once the store is open: the data folder is this server's (the store is locked).
-        let (factory, snapshots) = match engine {
-            Some(factory) => (factory, None),
+        let (factory, snapshots, replay): (_, _, Option<replay::Replay>) = match engine {
+            Some(factory) => (factory, None, None),
             None => {
                 let baseline = starting_baseline(&config, &metrics).await?;
+                let (baseline, replay) = match &store {
+                    Some(store) => {
+                        let (baseline, replay) =
+                            replay_plan(store, baseline, config.window).await?;
+                        (baseline, Some(replay))
+                    }
+                    None => (baseline, None),
+                };
                 let snapshots = config.data.as_deref().map(|dir| {
                     Snapshots::new(
                         profiles::snapshot_path(dir),
@@ -225,11 +237,12 @@ impl Server {
                         Arc::clone(&metrics),
                     )
                 });
-                (default_engine(&config, policy, baseline), snapshots)
+                (default_engine(&config, policy, baseline), snapshots, replay)
             }
         };
         // The UI's benign marks go to the engine through their own queue.
         let (vouch, vouch_rx) = tokio::sync::mpsc::channel(benign::QUEUE);
+        let replay_planned = replay.is_some();
         let ui = match store.filter(|_| ui) {
             Some(store) => {
                 let teach = benign::hook(Arc::clone(&store), vouch);
@@ -263,7 +276,7 @@ impl Server {
                 alerts: alert_sender,
                 writer: writer.as_ref().map(Writer::sender),
             },
-            snapshots,
+            (snapshots, replay),
             (config.limits.ingest_queue, config.limits.decide_queue),
             vouch_rx,
         )
@@ -316,6 +329,7 @@ impl Server {
             writer,
             alerts,
             metrics,
+            clean_stop: replay_planned.then_some(config.data).flatten(),
         })
     }
 }
@@ -343,6 +357,33 @@ async fn starting_baseline(config: &Config, metrics: &Metrics) -> Result<Baselin
         eprintln!("nhiwatch: {line}");
     }
     Ok(start.baseline)
+}
+
+/// What the standard engine must judge again before it serves ([`replay::plan`]): nothing
+/// after a graceful stop. Read off the runtime's threads; `baseline` comes back unchanged.
+async fn replay_plan(
+    store: &Arc<nhiwatch_store::Store>,
+    baseline: Baseline,
+    gap: i64,
+) -> Result<(Baseline, replay::Replay), ServerError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        let data = store.path().parent().unwrap_or(Path::new("."));
+        let clean = replay::take_clean_stop(data).map_err(|e| {
+            ServerError::Io(format!(
+                "cannot remove {}: {e}",
+                data.join(replay::CLEAN_STOP).display()
+            ))
+        })?;
+        if clean {
+            return Ok((baseline, replay::Replay::nothing()));
+        }
+        let replay = replay::plan(&store, &baseline, gap)
+            .map_err(|e| ServerError::Store(format!("cannot read what to judge again: {e}")))?;
+        Ok((baseline, replay))
+    })
+    .await
+    .map_err(|e| ServerError::Io(e.to_string()))?
 }
 
 /// The standard engine over the configured policy: every lens, the usual lens starting from
@@ -422,6 +463,8 @@ pub struct Running {
     writer: Option<Writer>,
     alerts: Alerts,
     metrics: Arc<Metrics>,
+    /// The data folder in which a graceful stop is recorded ([`replay`]).
+    clean_stop: Option<std::path::PathBuf>,
 }
 
 impl Running {
@@ -457,6 +500,7 @@ impl Running {
             writer,
             alerts,
             metrics,
+            clean_stop,
         } = self;
         let _ = stop.send(());
         match server.await {
@@ -476,6 +520,16 @@ impl Running {
         .map_err(|e| ServerError::Io(e.to_string()))?;
         let engine =
             joined.map_err(|_| ServerError::Io("the engine stopped with a panic".into()))?;
+        // Every episode is closed and written, the profiles snapshotted: the next start has
+        // nothing to judge again.
+        if let Some(data) = clean_stop {
+            if let Err(err) = replay::mark_clean_stop(&data) {
+                eprintln!(
+                    "nhiwatch: cannot record the graceful stop in {}: {err}; the next start judges the latest events again",
+                    data.display()
+                );
+            }
+        }
         alerts.finish(ALERT_GRACE).await;
         Ok(Summary {
             engine,

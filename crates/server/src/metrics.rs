@@ -143,6 +143,8 @@ pub struct Metrics {
     rejected_records: AtomicU64,
     repeated_events: AtomicU64,
     benign_findings: AtomicU64,
+    replayed_events: AtomicU64,
+    known_findings: AtomicU64,
     benign_learned: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
     findings: [AtomicU64; FindingKind::ALL.len()],
@@ -225,6 +227,16 @@ impl Metrics {
     pub fn benign(&self, learned: u64) {
         self.benign_findings.fetch_add(1, Ordering::Relaxed);
         self.benign_learned.fetch_add(learned, Ordering::Relaxed);
+    }
+
+    /// Counts stored events judged again at start, after a crash.
+    pub fn replayed(&self, events: u64) {
+        self.replayed_events.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// Counts a finding of a replayed episode that the store already held, not reported again.
+    pub fn finding_known(&self) {
+        self.known_findings.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a refused request.
@@ -359,6 +371,28 @@ impl Metrics {
             out,
             "nhiwatch_events_repeated_total {}",
             load(&self.repeated_events)
+        );
+        family(
+            &mut out,
+            "nhiwatch_replayed_events_total",
+            "counter",
+            "Stored events judged again at start: what the engine held only in memory before it.",
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_replayed_events_total {}",
+            load(&self.replayed_events)
+        );
+        family(
+            &mut out,
+            "nhiwatch_replayed_findings_known_total",
+            "counter",
+            "Findings of replayed episodes that the store already held; not reported again.",
+        );
+        let _ = writeln!(
+            out,
+            "nhiwatch_replayed_findings_known_total {}",
+            load(&self.known_findings)
         );
         family(
             &mut out,

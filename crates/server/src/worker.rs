@@ -30,6 +30,7 @@ use crate::benign::VouchJob;
 use crate::durable::{self, Output};
 use crate::metrics::Metrics;
 use crate::profiles::Snapshots;
+use crate::replay::{Replay, Reported};
 
 /// Events processed between looks at the decision queue.
 pub(crate) const CHUNK: usize = 256;
@@ -245,6 +246,8 @@ struct Worker {
     sinks: Sinks,
     emitted: Vec<Finding>,
     snapshots: Option<Snapshots>,
+    /// Findings the store held at start, which a replayed episode must not report again.
+    reported: Reported,
 }
 
 /// Waits for the next snapshot tick; forever when there are no snapshots.
@@ -257,14 +260,14 @@ async fn snapshot_due(timer: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// Starts the worker thread; it runs until its queues (the two it makes, and `vouch` from the
-/// web UI's benign marks) are closed and drained, then finishes the engine (closing every open
-/// episode), writes the last snapshot of its learned profiles (when `snapshots` is given), and
-/// returns its counts.
+/// Starts the worker thread. It first judges `replay` again ([`crate::replay`]), then runs
+/// until its queues (the two it makes, and `vouch` from the web UI's benign marks) are closed
+/// and drained, then finishes the engine (closing every open episode), writes the last
+/// snapshot of its learned profiles (when `snapshots` is given), and returns its counts.
 pub(crate) fn start(
     factory: EngineFactory,
     sinks: Sinks,
-    snapshots: Option<Snapshots>,
+    (snapshots, replay): (Option<Snapshots>, Option<Replay>),
     (ingest_capacity, decide_capacity): (usize, usize),
     mut vouch_rx: mpsc::Receiver<VouchJob>,
 ) -> std::io::Result<(Queues, JoinHandle<EngineStats>)> {
@@ -278,7 +281,11 @@ pub(crate) fn start(
                 sinks,
                 emitted: Vec::new(),
                 snapshots,
+                reported: Reported::default(),
             };
+            if let Some(replay) = replay {
+                worker.replay(replay);
+            }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build();
@@ -395,6 +402,30 @@ impl Worker {
         }
     }
 
+    /// Judges again what the engine held only in memory before this start.
+    fn replay(&mut self, replay: Replay) {
+        let Replay { events, reported } = replay;
+        self.reported = reported;
+        if events.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        for chunk in events.chunks(CHUNK) {
+            let emitted = &mut self.emitted;
+            for (event, learn) in chunk {
+                self.engine.replay(event, *learn, &mut |f| emitted.push(f));
+            }
+            self.emit();
+        }
+        self.touch();
+        self.sinks.metrics.replayed(events.len() as u64);
+        eprintln!(
+            "nhiwatch: judged {} stored events again that the engine held only in memory before this start ({:.1} s)",
+            events.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     /// Learns from a benign finding; the next snapshot keeps what was learned.
     fn vouch(&mut self, job: &VouchJob) {
         let evidence: Vec<&str> = job.evidence.iter().map(String::as_str).collect();
@@ -409,6 +440,16 @@ impl Worker {
     fn emit(&mut self) {
         if self.emitted.is_empty() {
             return;
+        }
+        if !self.reported.is_empty() {
+            let (reported, metrics) = (&self.reported, &self.sinks.metrics);
+            self.emitted.retain(|finding| {
+                let known = reported.covers(finding);
+                if known {
+                    metrics.finding_known();
+                }
+                !known
+            });
         }
         {
             let mut view = self.sinks.view.write().unwrap_or_else(|e| e.into_inner());

@@ -488,8 +488,9 @@ impl Detector for Usual {
         let f = live.tracker.features(obs.event, info.key);
         let step = live.tracker.step(&f);
         let slot = live.slot as usize;
+        let learn = self.config.learn && obs.learn;
         if let Some(window) = step.closed {
-            if self.config.learn {
+            if learn {
                 self.baseline.profile_mut(slot).learn_window(&window);
             }
         }
@@ -512,7 +513,7 @@ impl Detector for Usual {
         let flagged = !self.hits.is_empty();
         let live = &mut self.live[index];
         let profile = self.baseline.profile_mut(slot);
-        if self.config.learn {
+        if learn {
             if profile.is_mature() || flagged {
                 live.quarantine.learn(profile, &f, step.prev, &novelty);
             } else {
