@@ -420,7 +420,7 @@ impl Worker {
         self.touch();
         self.sinks.metrics.replayed(events.len() as u64);
         eprintln!(
-            "nhiwatch: judged {} stored events again that the engine held only in memory before this start ({:.1} s)",
+            "nhiwatch: judged {} stored events again that the engine held only in memory before this start ({:.3} s)",
             events.len(),
             started.elapsed().as_secs_f64()
         );
