@@ -9,7 +9,7 @@
 //! - **action**: a span whose `gen_ai.operation.name` is `execute_tool` is a tool call,
 //!   `tool:<gen_ai.tool.name>` (the name taken from the span name `execute_tool <name>` when the
 //!   attribute is missing), with **action_class** from the tool's verb
-//!   ([`tool_class`](crate::agent::tool_class)) and **resource** from the call's arguments
+//!   ([`tool_class`]) and **resource** from the call's arguments
 //!   (`gen_ai.tool.call.arguments`, a JSON string; [`tool_target`](crate::agent::tool_target)).
 //!   Any other span is `otel:<gen_ai.operation.name>` (else `otel:<span name>`), class `other`.
 //! - **identity** (kind `agent`): `gen_ai.agent.id`, else `gen_ai.agent.name`, else the

@@ -300,7 +300,7 @@ impl Episodes {
     /// Closes every episode the stream has left behind: its last event is more than the gap
     /// before `at.time` and at least the lateness of events ago.
     ///
-    /// A preview (`at.preview` set, see [`Detector::sweep`](crate::Detector::sweep)) closes
+    /// A preview (`at.preview` set, see [`crate::Detector::sweep`]) closes
     /// nothing: it reports a copy of that identity's open episode when the event at
     /// `at.events` joined it (of a long episode's event ids, only the first and the latest
     /// [`PREVIEW_IDS`]; its count of events stays whole).

@@ -5,7 +5,7 @@
 //! evidence (`risk ← 100 − (100 − risk) × (1 − weight/100)`, so risk rises with every finding
 //! and never passes 100), whatever lens raised it. The weight is the finding's severity
 //! (25/50/75/95 for low/medium/high/critical, so an identity's first finding scores what
-//! [`SeverityScorer`](crate::SeverityScorer) would give it) times how sensitive the action
+//! [`crate::SeverityScorer`] would give it) times how sensitive the action
 //! was: ×1.2 when it is an instance of an ATT&CK technique, ×1.2 when the finding is about
 //! sensitive, out-of-scope or escalating actions. Between findings the risk decays by half
 //! every [`RiskScorer::HALF_LIFE`] of event time: behaviour that stays normal earns the trust

@@ -113,7 +113,7 @@ impl Refusal {
     }
 
     /// The refusal an error answer stands for, by its status and, for a 503, its error code
-    /// ([`crate::error`] marks the response with it).
+    /// (the server's error answers carry it).
     pub fn of_response(status: u16, code: Option<&str>) -> Option<Refusal> {
         if status == 503 && matches!(code, Some("storage_full" | "storage_failed")) {
             return Some(Refusal::Storage);
