@@ -211,6 +211,14 @@ pub trait Scorer {
     fn preview(&mut self, draft: &Draft, entry: Option<&Entry>) -> (u8, Decision) {
         self.score(draft, entry)
     }
+
+    /// A person judged `finding`, of `identity`, benign: a scorer that keeps history takes
+    /// back what it added, once, and returns the identity's risk and decision after. The
+    /// default keeps no history and returns `None`.
+    fn forgive(&mut self, identity: Sym, finding: &Finding) -> Option<(u8, Decision)> {
+        let _ = (identity, finding);
+        None
+    }
 }
 
 /// Risk from severity alone; the decision the policy entry sets for the severity, else the
@@ -403,15 +411,16 @@ impl Engine {
         }
     }
 
-    /// A person judged a finding benign: what was new in its evidence is learned as usual for
+    /// A person judged `finding` benign: what was new in its evidence is learned as usual for
     /// the identity now, instead of waiting for the poisoning guard (which never learns what a
     /// finding was raised on). `context` is the identity's events around the evidence, in time
     /// order, from at least [`nhiwatch_baseline::track::SESSION_GAP`] before its first event,
-    /// so that each evidence event has what came before it in its session; `evidence` names
-    /// the events judged benign (by id). Nothing is judged and no finding is emitted;
-    /// vouching for the same events again learns nothing more. Returns how many new
-    /// behaviours (actions, transitions, resources, origins, hours) were learned.
-    pub fn vouch(&mut self, context: &[Event<'_>], evidence: &[&str]) -> usize {
+    /// so that each evidence event has what came before it in its session. Nothing is judged
+    /// and no finding is emitted; vouching for the same finding again learns nothing more.
+    /// Returns how many new behaviours (actions, transitions, resources, origins, hours) were
+    /// learned. See also [`Engine::forgive`].
+    pub fn vouch(&mut self, finding: &Finding, context: &[Event<'_>]) -> usize {
+        let evidence = &finding.evidence.event_ids;
         let policy = self.policy.clone();
         let mut observations = Vec::with_capacity(context.len());
         let mut benign = Vec::with_capacity(context.len());
@@ -433,12 +442,20 @@ impl Engine {
                 judgement: Judgement::UNJUDGED,
                 learn: true,
             });
-            benign.push(evidence.contains(&&*event.id));
+            benign.push(evidence.iter().any(|id| *id == *event.id));
         }
         self.detectors
             .iter_mut()
             .map(|detector| detector.vouch(&observations, &benign))
             .sum()
+    }
+
+    /// A person just judged `finding` benign: the scorer takes the finding's weight back out
+    /// of the identity's risk, once ([`Scorer::forgive`]). Returns the identity's risk and
+    /// decision after, or `None` when the scorer keeps no history or had forgiven it before.
+    pub fn forgive(&mut self, finding: &Finding) -> Option<(u8, Decision)> {
+        let (identity, _) = self.identity(&finding.identity);
+        self.scorer.forgive(identity, finding)
     }
 
     /// Processes one event, handing any finding it completes to `emit`. Allocates nothing for an

@@ -13,11 +13,12 @@
 //!
 //! The decision follows the risk (below 40 allow, below 65 review, below 90 step up, else
 //! block), unless the identity's policy entry sets a `decision` for the finding's severity,
-//! which then wins.
+//! which then wins. A finding a person judges benign has its weight taken back out.
 
-use nhiwatch_model::{Decision, FindingKind};
+use nhiwatch_model::{Decision, Finding, FindingKind, Severity, Sym};
 use nhiwatch_policy::Entry;
 
+use crate::attack::FRAMEWORK_PREFIX;
 use crate::engine::{Draft, Scorer, SeverityScorer, SECOND};
 
 /// Risk per identity; see the module documentation.
@@ -25,6 +26,8 @@ use crate::engine::{Draft, Scorer, SeverityScorer, SECOND};
 pub struct RiskScorer {
     /// (risk, time of the last finding in nanoseconds) by identity Sym.
     identities: Vec<(f64, i64)>,
+    /// Findings judged benign whose weight was taken back.
+    forgiven: std::collections::HashSet<String>,
 }
 
 impl RiskScorer {
@@ -38,12 +41,18 @@ impl RiskScorer {
 
     /// The weight of a draft: severity times sensitivity, at most 99.
     pub fn weight(draft: &Draft) -> f64 {
-        let mut weight = f64::from(SeverityScorer::risk(draft.severity));
-        if !draft.techniques.is_empty() {
+        Self::weight_of(draft.severity, draft.kind, !draft.techniques.is_empty())
+    }
+
+    /// The weight of a finding of `kind` and `severity`, an instance of an ATT&CK technique
+    /// or not.
+    pub fn weight_of(severity: Severity, kind: FindingKind, technique: bool) -> f64 {
+        let mut weight = f64::from(SeverityScorer::risk(severity));
+        if technique {
             weight *= 1.2;
         }
         if matches!(
-            draft.kind,
+            kind,
             FindingKind::SensitiveAccess
                 | FindingKind::OutOfScope
                 | FindingKind::PrivilegeEscalation
@@ -65,7 +74,7 @@ impl RiskScorer {
     }
 
     /// The current risk of an identity at `time` (decayed), 0 for one never scored.
-    pub fn risk_at(&self, identity: nhiwatch_model::Sym, time: i64) -> f64 {
+    pub fn risk_at(&self, identity: Sym, time: i64) -> f64 {
         self.identities
             .get(identity.0 as usize)
             .map_or(0.0, |&(risk, at)| decay(risk, at, time))
@@ -96,6 +105,27 @@ impl Scorer for RiskScorer {
             .and_then(|e| e.decision(draft.severity))
             .unwrap_or_else(|| Self::decision(figure));
         (figure, decision)
+    }
+
+    /// Takes the finding's weight back out of the identity's risk (the inverse of adding it,
+    /// at least 0), once per finding; an identity this scorer never scored stays at 0.
+    fn forgive(&mut self, identity: Sym, finding: &Finding) -> Option<(u8, Decision)> {
+        if !self.forgiven.insert(finding.id.clone()) {
+            return None;
+        }
+        let Some(slot) = self.identities.get_mut(identity.0 as usize) else {
+            // Scored before this scorer's time (a restart): its risk here is already 0.
+            return Some((0, Self::decision(0)));
+        };
+        let technique = finding
+            .frameworks
+            .iter()
+            .any(|tag| tag.starts_with(FRAMEWORK_PREFIX));
+        let kept = 1.0 - Self::weight_of(finding.severity, finding.kind, technique) / 100.0;
+        let before = slot.0;
+        slot.0 = (100.0 - (100.0 - before) / kept).clamp(0.0, before);
+        let figure = slot.0.round() as u8;
+        Some((figure, Self::decision(figure)))
     }
 
     /// Scores as [`score`](Self::score) would, then forgets it: a previewed episode is scored
@@ -155,6 +185,43 @@ mod tests {
             None,
         );
         assert_eq!((critical, decision), (99, Decision::Block));
+    }
+
+    #[test]
+    fn a_benign_finding_takes_its_weight_back_once() {
+        let mut scorer = RiskScorer::new();
+        let (low, _) = scorer.score(&draft(0, Severity::Low, FindingKind::NovelAction, 0), None);
+        let escalation = draft(0, Severity::High, FindingKind::PrivilegeEscalation, 0);
+        let (both, decision) = scorer.score(&escalation, None);
+        assert_eq!((both, decision), (93, Decision::Block));
+        let finding = Finding {
+            id: "f-escalation".into(),
+            time: escalation.time,
+            identity: "role".into(),
+            kind: escalation.kind,
+            severity: escalation.severity,
+            risk: both,
+            decision,
+            summary: String::new(),
+            evidence: nhiwatch_model::Evidence {
+                event_ids: vec!["e".into()],
+                detail: serde_json::Value::Null,
+            },
+            frameworks: vec!["OWASP-NHI-06".into()],
+        };
+        assert_eq!(
+            scorer.forgive(Sym(0), &finding),
+            Some((low, Decision::Allow)),
+            "what the low finding alone scored"
+        );
+        assert_eq!(scorer.forgive(Sym(0), &finding), None, "once");
+        assert_eq!(scorer.risk_at(Sym(0), 0).round() as u8, low);
+        let mut restarted = RiskScorer::new();
+        assert_eq!(
+            restarted.forgive(Sym(0), &finding),
+            Some((0, Decision::Allow)),
+            "never scored here"
+        );
     }
 
     #[test]

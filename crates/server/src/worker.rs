@@ -312,7 +312,7 @@ pub(crate) fn start(
                                 None => ingest_open = false,
                             },
                             job = vouch_rx.recv(), if vouch_open => match job {
-                                Some(job) => worker.vouch(&job),
+                                Some(job) => worker.vouch(job),
                                 None => vouch_open = false,
                             },
                         }
@@ -426,14 +426,39 @@ impl Worker {
         );
     }
 
-    /// Learns from a benign finding; the next snapshot keeps what was learned.
-    fn vouch(&mut self, job: &VouchJob) {
-        let evidence: Vec<&str> = job.evidence.iter().map(String::as_str).collect();
-        let learned = self.engine.vouch(&job.context, &evidence);
+    /// Learns from a benign finding (the next snapshot keeps what was learned) and records the
+    /// identity's lowered risk.
+    fn vouch(&mut self, job: VouchJob) {
+        let learned = self.engine.vouch(&job.finding, &job.context);
         if learned > 0 {
             self.touch();
         }
         self.sinks.metrics.benign(learned as u64);
+        let forgiven = job.forgive.then(|| self.engine.forgive(&job.finding));
+        let Some((risk, decision)) = forgiven.flatten() else {
+            return;
+        };
+        let (identity, time) = (job.finding.identity, Timestamp::now());
+        let latest = LatestRisk {
+            time,
+            risk,
+            decision,
+        };
+        self.sinks
+            .view
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .risk(&identity, latest);
+        if let Some(writer) = &self.sinks.writer {
+            let point = RiskPoint {
+                identity,
+                time,
+                risk,
+                decision,
+                cause: format!("benign:{}", job.finding.id),
+            };
+            durable::send(writer, Output::Risk(Box::new(point)));
+        }
     }
 
     /// Hands the findings the engine emitted to the view, the metrics, the alerts and the store.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use nhiwatch_detect::{Detector, Draft, Engine, EngineConfig, Names, Observation, StreamPosition};
+use nhiwatch_model::Decision;
 use nhiwatch_server::auth::Scope;
 use nhiwatch_server::config::{Secret, TokenSpec, WebhookFormat, WebhookSpec};
 use nhiwatch_server::durable::{EvidenceSink, SinkError, SinkFailure};
@@ -1249,6 +1250,9 @@ async fn a_finding_marked_benign_in_the_ui_is_usual_from_then_on_and_after_a_res
     let (running, client) = start(settings.clone()).await;
     let flagged = novel_actions(&client, 1).await;
     assert_eq!(flagged[0]["evidence"]["event_ids"], json!(["new-1"]));
+    let path = format!("/v1/identities/{}", ROLE.replace('/', "%2F"));
+    let risk = |v: &Value| v["identity"]["risk"]["risk"].as_u64();
+    assert_eq!(flagged[0]["risk"], 30);
     let form = format!(
         "id={}&identity={}&mark=benign&note=inventory+job",
         flagged[0]["id"].as_str().unwrap(),
@@ -1269,6 +1273,10 @@ async fn a_finding_marked_benign_in_the_ui_is_usual_from_then_on_and_after_a_res
         2.0,
         "the action and the transition into it"
     );
+    // The identity's risk no longer counts the finding (the engine restarted since it was
+    // raised, so nothing else is left), and the risk history says why.
+    let lowered = client.settled(&path, |v| risk(v) == Some(0)).await;
+    assert_eq!(lowered["identity"]["risk"]["decision"], "allow");
     // Day 10: the benign action again, and one never seen.
     ingest(
         &client,
@@ -1280,8 +1288,23 @@ async fn a_finding_marked_benign_in_the_ui_is_usual_from_then_on_and_after_a_res
     .await;
     running.shutdown().await.unwrap();
 
-    // Only the action never seen is flagged. The restart teaches the mark again, and the
-    // snapshot written at shutdown already holds what it taught.
+    let history = nhiwatch_store::Store::open_read_only(&dir.path().join("data"))
+        .unwrap()
+        .risk_history(
+            ROLE,
+            nhiwatch_model::Timestamp(0),
+            nhiwatch_model::Timestamp(i64::MAX),
+        )
+        .unwrap();
+    let last = history.last().expect("a risk point");
+    assert_eq!((last.risk, last.decision), (0, Decision::Allow));
+    assert_eq!(
+        last.cause,
+        format!("benign:{}", flagged[0]["id"].as_str().unwrap())
+    );
+
+    // Only the action never seen is flagged. The restart teaches the mark again (its risk is
+    // not taken back twice), and the snapshot written at shutdown already holds what it taught.
     let (running, client) = start(settings).await;
     assert_eq!(taught(&client, 1.0).await, 0.0);
     let flagged = novel_actions(&client, 2).await;

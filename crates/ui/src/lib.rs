@@ -88,9 +88,19 @@ pub struct Settings {
 }
 
 /// Called with a finding a person marked benign, off the async runtime, once the mark is
-/// durable; and, when the UI starts, with every finding whose latest mark is benign, so that a
-/// mark made after the engine's last snapshot is not lost. It must therefore be idempotent.
-pub type BenignHook = Arc<dyn Fn(&nhiwatch_model::Finding) + Send + Sync>;
+/// durable ([`Benign::JustMarked`]); and, when the UI starts, with every finding whose latest
+/// mark is benign ([`Benign::AtStart`]), so that a mark made after the engine's last snapshot
+/// is not lost. What it teaches must therefore be idempotent.
+pub type BenignHook = Arc<dyn Fn(&nhiwatch_model::Finding, Benign) + Send + Sync>;
+
+/// When a [`BenignHook`] is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Benign {
+    /// A person has just marked the finding benign.
+    JustMarked,
+    /// The UI starts, and the finding's latest mark is benign.
+    AtStart,
+}
 
 /// Why the UI could not start.
 #[derive(Debug, thiserror::Error)]

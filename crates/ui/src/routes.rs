@@ -17,7 +17,7 @@ use crate::auth::{self, Denied, Need, Refusal, Sessions, Viewer};
 use crate::html::{esc, href};
 use crate::pages::{self, layout, w, Chrome, Ctx, Nav};
 use crate::triage::{Mark, Record, Triage, MAX_NOTE_CHARS};
-use crate::{Authenticate, BenignHook, Settings, UiError};
+use crate::{Authenticate, Benign, BenignHook, Settings, UiError};
 
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
@@ -467,7 +467,7 @@ fn teach_benign_marks(app: &Shared) {
         let Some(hook) = &app.benign else { return };
         for (id, identity) in app.ctx.triage.benign() {
             match app.ctx.finding(&id, &identity) {
-                Ok(Some(finding)) => hook(&finding),
+                Ok(Some(finding)) => hook(&finding, Benign::AtStart),
                 Ok(None) => {}
                 Err(err) => eprintln!("nhiwatch: cannot read benign finding {id}: {err}"),
             }
@@ -526,7 +526,7 @@ async fn mark(
         let path = app.ctx.triage.path().display().to_string();
         let recorded = app.ctx.triage.record(record);
         if let (Ok(()), Mark::Benign, Some(teach)) = (&recorded, mark, &app.benign) {
-            teach(&finding);
+            teach(&finding, Benign::JustMarked);
         }
         Ok::<_, nhiwatch_store::StoreError>(Some(
             recorded.map_err(|e| format!("cannot write {path}: {e}")),
@@ -548,7 +548,7 @@ mod tests {
 
     use axum::body::Body;
 
-    use crate::BenignHook;
+    use crate::{Benign, BenignHook};
     use axum::http::{header, Request, StatusCode};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
@@ -651,10 +651,10 @@ mod tests {
     #[tokio::test]
     async fn a_benign_mark_is_taught_at_once_and_again_at_every_start() {
         let f = fixture();
-        let taught = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let taught = Arc::new(std::sync::Mutex::new(Vec::<(String, Benign)>::new()));
         let hook: BenignHook = {
             let taught = Arc::clone(&taught);
-            Arc::new(move |finding| taught.lock().unwrap().push(finding.id.clone()))
+            Arc::new(move |finding, when| taught.lock().unwrap().push((finding.id.clone(), when)))
         };
         let app = taught_router(&f, Some(auth()), Some(Arc::clone(&hook)));
         let bearer = [("authorization", "Bearer admin-token-0123456789")];
@@ -664,7 +664,11 @@ mod tests {
             let answer = send(&app, post("/ui/finding/mark", &form, &bearer)).await;
             assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
         }
-        assert_eq!(*taught.lock().unwrap(), [FINDING], "only the benign mark");
+        assert_eq!(
+            *taught.lock().unwrap(),
+            [(FINDING.to_owned(), Benign::JustMarked)],
+            "only the benign mark"
+        );
 
         let form = format!("id={FINDING}&identity={identity}&mark=benign");
         send(&app, post("/ui/finding/mark", &form, &bearer)).await;
@@ -677,7 +681,11 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        assert_eq!(*taught.lock().unwrap(), [FINDING], "taught again at start");
+        assert_eq!(
+            *taught.lock().unwrap(),
+            [(FINDING.to_owned(), Benign::AtStart)],
+            "taught again at start"
+        );
     }
 
     #[tokio::test]

@@ -354,18 +354,18 @@ fn a_finding_vouched_benign_is_usual_from_then_on() {
         let novel = of_kind(&findings, FindingKind::NovelAction);
         assert_eq!(novel.len(), 1, "{findings:#?}");
         if vouched {
-            let evidence: Vec<&str> = novel[0]
-                .evidence
-                .event_ids
-                .iter()
-                .map(String::as_str)
-                .collect();
+            let finding = novel[0].clone();
             assert_eq!(
-                engine.vouch(&first, &evidence),
+                engine.vouch(&finding, &first),
                 4,
                 "two new actions and the transitions into them"
             );
-            assert_eq!(engine.vouch(&first, &evidence), 0, "learned once");
+            assert_eq!(engine.vouch(&finding, &first), 0, "learned once");
+            let (risk, _) = engine
+                .forgive(&finding)
+                .expect("the risk scorer keeps history");
+            assert!(risk < finding.risk, "{risk} < {}", finding.risk);
+            assert_eq!(engine.forgive(&finding), None, "forgiven once");
         }
         let mut later = Vec::new();
         for e in &day(9) {
