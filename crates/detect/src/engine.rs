@@ -212,6 +212,13 @@ pub trait Scorer {
         self.score(draft, entry)
     }
 
+    /// The identity's risk was `risk` at `time` (nanoseconds) before a restart: a scorer that
+    /// keeps history starts from it (unless it already holds a later figure). The default
+    /// keeps no history.
+    fn resume(&mut self, identity: Sym, risk: u8, time: i64) {
+        let _ = (identity, risk, time);
+    }
+
     /// A person judged `finding`, of `identity`, benign: a scorer that keeps history takes
     /// back what it added, once, and returns the identity's risk and decision after. The
     /// default keeps no history and returns `None`.
@@ -448,6 +455,13 @@ impl Engine {
             .iter_mut()
             .map(|detector| detector.vouch(&observations, &benign))
             .sum()
+    }
+
+    /// Starts the identity's risk from `risk` at `time`, as stored before a restart, so that
+    /// a restart is no amnesty ([`Scorer::resume`]).
+    pub fn resume_risk(&mut self, identity: &str, risk: u8, time: Timestamp) {
+        let (identity, _) = self.identity(identity);
+        self.scorer.resume(identity, risk, time.unix_nanos());
     }
 
     /// A person just judged `finding` benign: the scorer takes the finding's weight back out

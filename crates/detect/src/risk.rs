@@ -107,6 +107,17 @@ impl Scorer for RiskScorer {
         (figure, decision)
     }
 
+    fn resume(&mut self, identity: Sym, risk: u8, time: i64) {
+        let index = identity.0 as usize;
+        if index >= self.identities.len() {
+            self.identities.resize(index + 1, (0.0, i64::MIN));
+        }
+        let slot = &mut self.identities[index];
+        if slot.1 < time {
+            *slot = (f64::from(risk.min(100)), time);
+        }
+    }
+
     /// Takes the finding's weight back out of the identity's risk (the inverse of adding it,
     /// at least 0), once per finding; an identity this scorer never scored stays at 0.
     fn forgive(&mut self, identity: Sym, finding: &Finding) -> Option<(u8, Decision)> {
@@ -221,6 +232,22 @@ mod tests {
             restarted.forgive(Sym(0), &finding),
             Some((0, Decision::Allow)),
             "never scored here"
+        );
+    }
+
+    #[test]
+    fn a_resumed_risk_decays_and_rises_as_if_never_stopped() {
+        let mut scorer = RiskScorer::new();
+        scorer.resume(Sym(0), 80, 0);
+        assert_eq!(scorer.risk_at(Sym(0), 0), 80.0);
+        assert_eq!(scorer.risk_at(Sym(0), RiskScorer::HALF_LIFE), 40.0);
+        let (risk, _) = scorer.score(&draft(0, Severity::Low, FindingKind::NovelAction, 0), None);
+        assert_eq!(risk, 85, "100 - 20 x 0.75");
+        scorer.resume(Sym(0), 10, -1);
+        assert_eq!(
+            scorer.risk_at(Sym(0), 0).round(),
+            85.0,
+            "an older figure does not replace a later one"
         );
     }
 

@@ -150,7 +150,7 @@ impl RejectLog {
 pub(crate) enum Output {
     /// The event of an inline decision.
     Event(Box<Event<'static>>),
-    /// An emitted finding.
+    /// An emitted finding (stored with the point of risk history it sets).
     Finding(Box<Finding>),
     /// A decision other than allow, as a point of the identity's risk history.
     Risk(Box<RiskPoint>),
@@ -216,7 +216,12 @@ fn write_loop(sink: &dyn EvidenceSink, metrics: &Metrics, receiver: &Receiver<Ou
         };
         let mut take = |output: Output| match output {
             Output::Event(event) => events.push(*event),
-            Output::Finding(finding) => findings.push(*finding),
+            Output::Finding(finding) => {
+                // As `nhiwatch ingest` and the scale-out workers do: the identity's stored
+                // risk follows its findings (and a restart resumes from it).
+                risks.push(RiskPoint::of(&finding));
+                findings.push(*finding);
+            }
             Output::Risk(point) => risks.push(*point),
         };
         take(first);

@@ -359,8 +359,9 @@ async fn starting_baseline(config: &Config, metrics: &Metrics) -> Result<Baselin
     Ok(start.baseline)
 }
 
-/// What the standard engine must judge again before it serves ([`replay::plan`]): nothing
-/// after a graceful stop. Read off the runtime's threads; `baseline` comes back unchanged.
+/// What the standard engine resumes from before it serves ([`replay::plan`]): stored risk,
+/// and after a crash the events to judge again. Read off the runtime's threads; `baseline`
+/// comes back unchanged.
 async fn replay_plan(
     store: &Arc<nhiwatch_store::Store>,
     baseline: Baseline,
@@ -375,10 +376,7 @@ async fn replay_plan(
                 data.join(replay::CLEAN_STOP).display()
             ))
         })?;
-        if clean {
-            return Ok((baseline, replay::Replay::nothing()));
-        }
-        let replay = replay::plan(&store, &baseline, gap)
+        let replay = replay::plan(&store, &baseline, gap, clean)
             .map_err(|e| ServerError::Store(format!("cannot read what to judge again: {e}")))?;
         Ok((baseline, replay))
     })

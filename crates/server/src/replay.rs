@@ -13,6 +13,9 @@
 //! [`CLEAN_STOP`] in the data folder and the next start replays nothing; a start takes the
 //! file away, so that only a stop that finishes leaves it.
 //!
+//! The risk scorer's state is not snapshotted: every identity that is not replayed starts
+//! from its latest stored risk (which then decays as usual), so that a restart is no amnesty.
+//!
 //! An event that arrived after the snapshot but is older than the identity's `last_seen` (a
 //! late delivery) is not learned again.
 
@@ -21,17 +24,21 @@ use std::path::Path;
 
 use nhiwatch_baseline::Baseline;
 use nhiwatch_model::{Event, Finding, FindingKind, Timestamp};
-use nhiwatch_store::{FindingQuery, Store, StoreError};
+use nhiwatch_store::{FindingQuery, LatestRisk, Store, StoreError};
 
 /// How far back from the newest stored event a replay reaches, at most: an identity the
 /// starting baseline does not know is replayed from here.
 pub(crate) const HORIZON: i64 = 24 * 3_600 * 1_000_000_000;
 
-/// The events to judge again, in time order, each with whether it is learned.
+/// What the engine starts from besides its profiles: stored risk, and the events to judge
+/// again.
 pub(crate) struct Replay {
-    /// (event, learn).
+    /// The latest stored risk of every identity with one that is not replayed (a replayed
+    /// identity's risk is rebuilt by its findings), so that a restart is no amnesty.
+    pub risks: Vec<(String, LatestRisk)>,
+    /// The events to judge again, in time order, each with whether it is learned.
     pub events: Vec<(Event<'static>, bool)>,
-    /// The findings the store holds from that time on.
+    /// The findings the store holds from the first of those events on.
     pub reported: Reported,
 }
 
@@ -95,20 +102,25 @@ pub(crate) fn take_clean_stop(data: &Path) -> std::io::Result<bool> {
     }
 }
 
-impl Replay {
-    /// Nothing to judge again.
-    pub fn nothing() -> Replay {
-        Replay {
+/// What to replay over `store` for an engine starting from `baseline`, whose episodes close
+/// after `gap` nanoseconds of quiet; after a `clean` stop, only the stored risk.
+pub(crate) fn plan(
+    store: &Store,
+    baseline: &Baseline,
+    gap: i64,
+    clean: bool,
+) -> Result<Replay, StoreError> {
+    let identities = store.identities()?;
+    if clean {
+        return Ok(Replay {
+            risks: identities
+                .into_iter()
+                .filter_map(|s| Some((s.identity, s.risk?)))
+                .collect(),
             events: Vec::new(),
             reported: Reported::default(),
-        }
+        });
     }
-}
-
-/// What to replay over `store` for an engine starting from `baseline`, whose episodes close
-/// after `gap` nanoseconds of quiet.
-pub(crate) fn plan(store: &Store, baseline: &Baseline, gap: i64) -> Result<Replay, StoreError> {
-    let identities = store.identities()?;
     let newest = identities
         .iter()
         .filter_map(|s| s.last_seen)
@@ -117,8 +129,9 @@ pub(crate) fn plan(store: &Store, baseline: &Baseline, gap: i64) -> Result<Repla
         .unwrap_or(i64::MIN);
     let horizon = newest.saturating_sub(HORIZON);
     let mut events = Vec::new();
+    let mut risks = Vec::new();
     let mut earliest = i64::MAX;
-    for summary in &identities {
+    for summary in identities {
         let learned = baseline
             .get(&summary.identity)
             .filter(|p| p.events > 0)
@@ -129,6 +142,9 @@ pub(crate) fn plan(store: &Store, baseline: &Baseline, gap: i64) -> Result<Repla
         }
         .max(horizon);
         if summary.last_seen.is_none_or(|t| t.0 < from) {
+            if let Some(risk) = summary.risk {
+                risks.push((summary.identity, risk));
+            }
             continue;
         }
         earliest = earliest.min(from);
@@ -155,7 +171,11 @@ pub(crate) fn plan(store: &Store, baseline: &Baseline, gap: i64) -> Result<Repla
             reported.add(finding);
         }
     }
-    Ok(Replay { events, reported })
+    Ok(Replay {
+        risks,
+        events,
+        reported,
+    })
 }
 
 #[cfg(test)]

@@ -402,9 +402,17 @@ impl Worker {
         }
     }
 
-    /// Judges again what the engine held only in memory before this start.
+    /// Resumes stored risk, and judges again what the engine held only in memory before this
+    /// start.
     fn replay(&mut self, replay: Replay) {
-        let Replay { events, reported } = replay;
+        let Replay {
+            risks,
+            events,
+            reported,
+        } = replay;
+        for (identity, latest) in &risks {
+            self.engine.resume_risk(identity, latest.risk, latest.time);
+        }
         self.reported = reported;
         if events.is_empty() {
             return;

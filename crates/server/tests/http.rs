@@ -1192,6 +1192,55 @@ async fn ingest(client: &Client, records: Vec<Value>) {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 }
 
+/// A week of the role's reads, 2 to 8 March, 10:00-10:05: enough for a mature profile.
+fn week_of_reads() -> Vec<Value> {
+    let mut history = Vec::new();
+    for day in 2..9 {
+        for minute in 0..6 {
+            let name = ["GetObject", "ListBucket"][minute % 2];
+            let time = format!("2026-03-{day:02}T10:{minute:02}:00Z");
+            history.push(cloudtrail_at(
+                &format!("h-{day}-{minute}"),
+                &time,
+                "s3",
+                name,
+            ));
+        }
+    }
+    history
+}
+
+#[tokio::test]
+async fn a_restart_is_no_amnesty_each_identity_resumes_its_stored_risk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = config(dir.path());
+    settings.policy = None;
+    settings.data = Some(dir.path().join("data"));
+    let (running, client) = start(settings.clone()).await;
+    let mut history = week_of_reads();
+    history.push(cloudtrail_at(
+        "esc-1",
+        "2026-03-09T10:30:00Z",
+        "iam",
+        "AttachRolePolicy",
+    ));
+    ingest(&client, history).await;
+    running.shutdown().await.unwrap();
+
+    // An hour later, after a restart, a new lookup alone would score low and be allowed; on
+    // top of the escalation's risk it is not.
+    let (running, client) = start(settings).await;
+    let answer = client
+        .decide(
+            json!({"identity": ROLE, "action": "iam:ListRoles", "time": "2026-03-09T11:30:00Z"}),
+        )
+        .await;
+    let risk = answer["risk"].as_u64().unwrap();
+    assert!(risk >= 65, "{answer}");
+    assert_ne!(answer["decision"], "allow", "{answer}");
+    running.shutdown().await.unwrap();
+}
+
 /// The role's novel-action findings, once `count` of them are there.
 async fn novel_actions(client: &Client, count: usize) -> Vec<Value> {
     let path = "/v1/findings?kind=novel_action";
@@ -1225,19 +1274,7 @@ async fn a_finding_marked_benign_in_the_ui_is_usual_from_then_on_and_after_a_res
     // A week of reads makes the role's profile mature; then, on day 9, a new action. The
     // shutdown closes its episode.
     let (running, client) = start(settings.clone()).await;
-    let mut history = Vec::new();
-    for day in 2..9 {
-        for minute in 0..6 {
-            let name = ["GetObject", "ListBucket"][minute % 2];
-            let time = format!("2026-03-{day:02}T10:{minute:02}:00Z");
-            history.push(cloudtrail_at(
-                &format!("h-{day}-{minute}"),
-                &time,
-                "s3",
-                name,
-            ));
-        }
-    }
+    let mut history = week_of_reads();
     history.push(cloudtrail_at(
         "new-1",
         "2026-03-09T10:30:00Z",

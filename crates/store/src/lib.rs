@@ -162,6 +162,19 @@ pub struct RiskPoint {
     pub cause: String,
 }
 
+impl RiskPoint {
+    /// The point a finding sets for its identity: its risk and decision at its time.
+    pub fn of(finding: &nhiwatch_model::Finding) -> Self {
+        RiskPoint {
+            identity: finding.identity.clone(),
+            time: finding.time,
+            risk: finding.risk,
+            decision: finding.decision,
+            cause: finding.id.clone(),
+        }
+    }
+}
+
 /// A version of an identity's profile: bytes whose meaning belongs to the caller (the baseline
 /// lens), tagged with the caller's format version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -278,13 +278,7 @@ impl Writer<'_> {
 
     /// A finding and the risk point it sets for its identity.
     fn finding(&mut self, finding: &Finding) {
-        self.batch.add_risk(&RiskPoint {
-            identity: finding.identity.clone(),
-            time: finding.time,
-            risk: finding.risk,
-            decision: finding.decision,
-            cause: finding.id.clone(),
-        });
+        self.batch.add_risk(&RiskPoint::of(finding));
         if self.batch.add_finding(finding).is_err() {
             // A finding is plain data and always serialises; should it not, the run fails
             // rather than store a batch without it.

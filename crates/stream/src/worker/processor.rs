@@ -247,13 +247,7 @@ impl State {
             self.batch
                 .add_finding(finding)
                 .map_err(|err| self.store_error(err))?;
-            self.batch.add_risk(&RiskPoint {
-                identity: finding.identity.clone(),
-                time: finding.time,
-                risk: finding.risk,
-                decision: finding.decision,
-                cause: finding.id.clone(),
-            });
+            self.batch.add_risk(&RiskPoint::of(finding));
         }
         match self.store.append(&mut self.batch) {
             Ok(receipt) => {
