@@ -1192,8 +1192,16 @@ async fn ingest(client: &Client, records: Vec<Value>) {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 }
 
-/// A week of the role's reads, 2 to 8 March, 10:00-10:05: enough for a mature profile.
-fn week_of_reads() -> Vec<Value> {
+/// A server over a new data folder, without a policy, that served a week of the role's
+/// reads (2 to 8 March, 10:00-10:05: enough for a mature profile) and then, at 10:30 on
+/// 9 March, one call of IAM's `action`, and stopped (closing its episodes). Returns the
+/// folder (kept while it lives) and the settings to serve it again.
+async fn served_a_week_then(id: &str, action: &str) -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = config(dir.path());
+    settings.policy = None;
+    settings.data = Some(dir.path().join("data"));
+    let (running, client) = start(settings.clone()).await;
     let mut history = Vec::new();
     for day in 2..9 {
         for minute in 0..6 {
@@ -1207,25 +1215,15 @@ fn week_of_reads() -> Vec<Value> {
             ));
         }
     }
-    history
+    history.push(cloudtrail_at(id, "2026-03-09T10:30:00Z", "iam", action));
+    ingest(&client, history).await;
+    running.shutdown().await.unwrap();
+    (dir, settings)
 }
 
 #[tokio::test]
 async fn a_restart_is_no_amnesty_each_identity_resumes_its_stored_risk() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = config(dir.path());
-    settings.policy = None;
-    settings.data = Some(dir.path().join("data"));
-    let (running, client) = start(settings.clone()).await;
-    let mut history = week_of_reads();
-    history.push(cloudtrail_at(
-        "esc-1",
-        "2026-03-09T10:30:00Z",
-        "iam",
-        "AttachRolePolicy",
-    ));
-    ingest(&client, history).await;
-    running.shutdown().await.unwrap();
+    let (_dir, settings) = served_a_week_then("esc-1", "AttachRolePolicy").await;
 
     // An hour later, after a restart, a new lookup alone would score low and be allowed; on
     // top of the escalation's risk it is not.
@@ -1267,23 +1265,8 @@ async fn taught(client: &Client, findings: f64) -> f64 {
 
 #[tokio::test]
 async fn a_finding_marked_benign_in_the_ui_is_usual_from_then_on_and_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = config(dir.path());
-    settings.policy = None;
-    settings.data = Some(dir.path().join("data"));
-    // A week of reads makes the role's profile mature; then, on day 9, a new action. The
-    // shutdown closes its episode.
-    let (running, client) = start(settings.clone()).await;
-    let mut history = week_of_reads();
-    history.push(cloudtrail_at(
-        "new-1",
-        "2026-03-09T10:30:00Z",
-        "iam",
-        "ListRoles",
-    ));
-    ingest(&client, history).await;
-    running.shutdown().await.unwrap();
-
+    // A mature profile, then a new action.
+    let (dir, settings) = served_a_week_then("new-1", "ListRoles").await;
     let (running, client) = start(settings.clone()).await;
     let flagged = novel_actions(&client, 1).await;
     assert_eq!(flagged[0]["evidence"]["event_ids"], json!(["new-1"]));
