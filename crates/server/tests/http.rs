@@ -293,16 +293,21 @@ fn metric(series: &[(String, f64)], name: &str) -> f64 {
         .1
 }
 
-/// Posts [`records_file`] (again), which must be accepted; the answer.
-async fn post_records_again(client: &Client) -> Value {
+/// Posts `body` to the ingest endpoint, which must accept it; the answer.
+async fn post_accepted(client: &Client, body: Vec<u8>) -> Value {
     let response = client
         .post("/v1/events", INGEST)
-        .body(records_file())
+        .body(body)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     response.json().await.unwrap()
+}
+
+/// Posts [`records_file`], which must be accepted; the answer.
+async fn post_records_file(client: &Client) -> Value {
+    post_accepted(client, records_file()).await
 }
 
 #[tokio::test]
@@ -343,7 +348,7 @@ async fn cloudtrail_gzip_is_ingested_durably_and_findings_survive_a_restart() {
 
     // A client retrying the first request (its answer lost): acknowledged again, stored and
     // judged once (the counts below and the engine's stay at 5).
-    assert_eq!(post_records_again(&client).await["accepted"], 4);
+    assert_eq!(post_records_file(&client).await["accepted"], 4);
     let repeated = metric(&series(&client).await, "nhiwatch_events_repeated_total");
     assert_eq!(repeated, 4.0);
 
@@ -376,7 +381,7 @@ async fn cloudtrail_gzip_is_ingested_durably_and_findings_survive_a_restart() {
     assert_eq!(identities["identities"][0]["events"], 5);
     // Re-sending the same file stores nothing twice (natural keys), is still accepted, and
     // the new server's engine does not judge what the store already held.
-    post_records_again(&client).await;
+    post_records_file(&client).await;
     let summary = running.shutdown().await.unwrap();
     assert_eq!(summary.engine.events, 0);
 }
@@ -1010,13 +1015,7 @@ async fn alerts_are_retried_and_dead_lettered_after_the_last_attempt() {
     let dead_letter = dir.path().join("dead.jsonl");
     settings.alerts.dead_letter = Some(dead_letter.clone());
     let (running, client) = start(settings).await;
-    let response = client
-        .post("/v1/events", INGEST)
-        .body(records_file())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    post_records_file(&client).await;
     // The out-of-scope finding (high) closes at shutdown and is an alert.
     let summary = running.shutdown().await.unwrap();
 
@@ -1128,13 +1127,7 @@ async fn learned_profiles_are_snapshotted_while_serving_and_at_shutdown() {
     settings.data = Some(data.clone());
     settings.snapshot_every = Duration::from_millis(50);
     let (running, client) = start(settings.clone()).await;
-    let response = client
-        .post("/v1/events", INGEST)
-        .body(records_file())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    post_records_file(&client).await;
     let snapshot = nhiwatch_server::profiles::snapshot_path(&data);
     let mut waited = 0;
     let series = loop {
@@ -1182,14 +1175,11 @@ async fn learned_profiles_are_snapshotted_while_serving_and_at_shutdown() {
 
 /// Posts CloudTrail records; the server must accept them.
 async fn ingest(client: &Client, records: Vec<Value>) {
-    let body = serde_json::to_vec(&json!({ "Records": records })).unwrap();
-    let response = client
-        .post("/v1/events", INGEST)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    post_accepted(
+        client,
+        serde_json::to_vec(&json!({ "Records": records })).unwrap(),
+    )
+    .await;
 }
 
 /// A server over a new data folder, without a policy, that served a week of the role's
